@@ -1,0 +1,89 @@
+"""The skewwatch error hierarchy.
+
+Every error skewwatch raises on purpose derives from one root, so a caller can catch
+``SkewwatchError`` and know it is ours::
+
+    SkewwatchError
+    ├── ConfigError         settings or monitor YAML that does not validate
+    ├── RecordError         a prediction-log record that breaks the contract
+    ├── SchemaError         data that does not fit the baseline's features or types
+    ├── StatisticsError     statistics that cannot be merged, compared or decoded
+    ├── BundleError         a model bundle that is missing, incomplete or unreadable
+    ├── BrokerError         the embedded Kafka broker could not start or stop
+    └── DeliveryError       an alert notification could not be delivered
+
+Errors carry structured fields (not only a message) so adapters can turn them into
+HTTP bodies or log fields without parsing strings.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SkewwatchError",
+    "ConfigError",
+    "RecordError",
+    "SchemaError",
+    "StatisticsError",
+    "BundleError",
+    "BrokerError",
+    "DeliveryError",
+]
+
+
+class SkewwatchError(Exception):
+    """Root of every error skewwatch raises on purpose."""
+
+
+class ConfigError(SkewwatchError):
+    """Invalid settings or monitor configuration; ``field`` names the offending key."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message if field is None else f"{field}: {message}")
+        self.field = field
+
+
+class RecordError(SkewwatchError):
+    """A prediction-log record that breaks the contract; ``field`` names the part at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message if field is None else f"{field}: {message}")
+        self.field = field
+
+
+class SchemaError(SkewwatchError):
+    """Input that does not fit the expected features: ``feature`` names the one at fault."""
+
+    def __init__(self, message: str, *, feature: str | None = None, instance: int | None = None) -> None:
+        where = []
+        if instance is not None:
+            where.append(f"instances[{instance}]")
+        if feature is not None:
+            where.append(repr(feature))
+        super().__init__(f"{' '.join(where)}: {message}" if where else message)
+        self.feature = feature
+        self.instance = instance
+
+
+class StatisticsError(SkewwatchError):
+    """Statistics that cannot be merged, compared or decoded."""
+
+
+class BundleError(SkewwatchError):
+    """A model bundle that is missing, incomplete or unreadable; ``path`` is where we looked."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message if path is None else f"{path}: {message}")
+        self.path = path
+
+
+class BrokerError(SkewwatchError):
+    """The embedded broker failed to start, become ready, or stop."""
+
+
+class DeliveryError(SkewwatchError):
+    """A notification could not be delivered; ``sink`` and ``status`` say where and how."""
+
+    def __init__(self, message: str, *, sink: str, status: int | None = None) -> None:
+        super().__init__(f"{sink}: {message}")
+        self.sink = sink
+        self.status = status
