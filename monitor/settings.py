@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     )
     topic: str = Field("skewwatch.predictions", description="Topic carrying prediction-log records.")
     consumer_group: str = Field("skewwatch-collectors", description="Collector consumer group id.")
+    topic_partitions: int = Field(3, gt=0, description="Partitions when skewwatch creates the topic itself.")
+    max_poll_interval_ms: int = Field(
+        6000, gt=0, description="Kafka consumer max.poll.interval; it also bounds a group join (keep small on Tansu)."
+    )
 
     # Where things live
     models_dir: Path = Field(Path("artifacts/models"), description="Model bundle registry directory.")

@@ -1,0 +1,35 @@
+# skewwatch: `make demo` runs the whole path on the embedded broker; `make test` runs the tests.
+# Both create .venv (Python 3.11) and install the pinned stack only when the dependency files changed.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all]'
+	@rm -f $(VENV)/.stamp-*
+	@touch $@
+
+demo: install
+	$(VENV)/bin/skewwatch demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) bench/bench_stats_update.py
+	$(PY) bench/bench_compare.py
+
+clean:
+	rm -rf artifacts .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from skewwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,206 @@
+"""``skewwatch``: one command, a verb per process.
+
+Every option is also an environment variable (``SKEWWATCH_<OPTION>``, and
+``KAFKA_BOOTSTRAP_SERVERS``); an option given on the command line wins. Heavy imports happen
+inside each verb, so ``skewwatch collect`` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from monitor.errors import SkewwatchError
+from monitor.settings import Settings, load_settings
+
+__all__ = ["main", "build_parser", "VERBS"]
+
+
+def _add_settings_options(parser: argparse.ArgumentParser, *fields: str) -> None:
+    """Expose Settings fields as options; help names the environment variable and the default."""
+    for name in fields:
+        info = Settings.model_fields[name]
+        env = "KAFKA_BOOTSTRAP_SERVERS" if name == "kafka_bootstrap_servers" else f"SKEWWATCH_{name.upper()}"
+        default = info.default_factory() if info.default_factory else info.default
+        annotation = info.annotation
+        kind: Callable[[str], Any] = str
+        if annotation in (int,):
+            kind = int
+        elif annotation in (float,):
+            kind = float
+        elif annotation in (Path, Path | None):
+            kind = Path
+        help_text = (info.description or name.replace("_", " ")) + f" [env {env}; default {default!s}]"
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=help_text)
+
+
+_KAFKA = ("kafka_bootstrap_servers", "topic")
+_LOGGING = ("log_level",)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    fields = set(Settings.model_fields)
+    overrides = {k: v for k, v in vars(args).items() if k in fields}
+    return load_settings(**overrides)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    stop = _stop_event()
+    with EmbeddedBroker(port=args.port, log_path=args.log_file) as broker:
+        ensure_topic(broker.bootstrap_servers, settings.topic, settings.topic_partitions)
+        print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+        print(f"broker log: {broker.log_path}", flush=True)
+        while not stop.wait(0.5):
+            if not broker.running:
+                print("broker exited; see its log", file=sys.stderr)
+                return 1
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.train import train
+
+    bundle = train(data_path=args.data, models_dir=settings.models_dir, model_name=args.model_name, epochs=args.epochs, seed=args.seed)
+    print(f"bundle written: {bundle.path} (model {bundle.model_name} version {bundle.model_version})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.bundle import list_bundles
+
+    bundles = list_bundles(settings.models_dir)
+    if not bundles:
+        print(f"no bundles under {settings.models_dir}")
+        return 0
+    print(f"{'model':<16} {'version':<18} {'features':>8}  metrics")
+    for b in bundles:
+        metrics = ", ".join(f"{k}={v:.3g}" for k, v in sorted(b.metadata.get("metrics", {}).items()) if isinstance(v, (int, float)))
+        print(f"{b.model_name:<16} {b.model_version:<18} {len(b.specs):>8}  {metrics}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.server import run
+
+    run(settings)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.api.server import run
+
+    run(settings)
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from skewwatch.wiring import build_collector
+
+    collector, closer = build_collector(settings)
+    try:
+        collector.run(_stop_event())
+    finally:
+        closer()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from skewwatch.demo import run_demo
+
+    return run_demo(settings, data_path=args.data, epochs=args.epochs, retrain=args.retrain, windows=args.windows, rows_per_window=args.rows_per_window)
+
+
+VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple[str, ...]]] = {
+    "broker": (cmd_broker, "Run the embedded Kafka-compatible broker (Tansu) on 127.0.0.1.", ("topic", "topic_partitions")),
+    "train": (cmd_train, "Train the model, compute the TFDV and skewwatch baselines, write a versioned bundle.", ("models_dir",)),
+    "models": (cmd_models, "List the model bundles in the registry (skewwatch models list).", ("models_dir",)),
+    "serve": (
+        cmd_serve,
+        "Serve the bundles over TF Serving-compatible REST and log predictions to Kafka.",
+        (*_KAFKA, "models_dir", "serve_host", "serve_port", "log_sample_rate", "log_queue_size"),
+    ),
+    "collect": (
+        cmd_collect,
+        "Consume prediction logs, window them, compare with baselines, store findings, send alerts.",
+        (*_KAFKA, "consumer_group", "max_poll_interval_ms", "models_dir", "state_dir", "monitor_config", "window_seconds",
+         "allowed_lateness_seconds", "idle_close_seconds", "webhook_urls", "slack_webhook_url", "pagerduty_routing_key"),
+    ),
+    "monitor": (cmd_monitor, "Serve the monitor API: /windows, /findings, /alerts, /metrics, /healthz.", ("state_dir", "monitor_host", "monitor_port")),
+    "demo": (
+        cmd_demo,
+        "Run the whole path on the embedded broker: train, serve, collect, replay 2012 traffic with a skew bug.",
+        ("models_dir", "state_dir", "window_seconds"),
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skewwatch",
+        description="Catch training-serving skew and data drift in production ML. "
+        "Every option is also an environment variable (shown in each verb's --help).",
+    )
+    subs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, (_, help_text, fields) in VERBS.items():
+        sub = subs.add_parser(verb, help=help_text, description=help_text)
+        _add_settings_options(sub, *fields, *_LOGGING)
+        if verb == "broker":
+            sub.add_argument("--port", type=int, default=None, help="Port to listen on (default: a free port).")
+            sub.add_argument("--log-file", type=Path, default=None, help="Broker log file (default: in $TMPDIR).")
+        if verb in ("train", "demo"):
+            sub.add_argument("--data", type=Path, default=Path("data/bike_sharing_hourly.csv"), help="Training CSV.")
+            sub.add_argument("--epochs", type=int, default=30, help="Maximum training epochs (early stopping).")
+        if verb == "train":
+            sub.add_argument("--model-name", default="bikeshare", help="Registry name of the model.")
+            sub.add_argument("--seed", type=int, default=0, help="Random seed.")
+        if verb == "models":
+            sub.add_argument("action", nargs="?", choices=["list"], default="list", help="What to do (list).")
+        if verb == "demo":
+            sub.add_argument("--retrain", action="store_true", help="Train a new bundle even if one exists.")
+            sub.add_argument("--windows", type=int, default=4, help="Windows of healthy traffic, then as many with the bug.")
+            sub.add_argument("--rows-per-window", type=int, default=1000, help="Instances per window.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        _configure_logging(settings)
+        func = VERBS[args.verb][0]
+        return func(args, settings)
+    except SkewwatchError as exc:
+        print(f"skewwatch {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Assemble a collector process from the settings: the one place its parts are wired."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import httpx
+
+from alerts.lifecycle import AlertManager
+from alerts.notifiers import Dispatcher, build_notifiers
+from collectors.baselines import BaselineCache
+from collectors.consumer import Collector
+from collectors.pipeline import WindowProcessor
+from collectors.windows import Windower
+from monitor.config import load_monitor_config
+from monitor.settings import Settings
+from monitor.storage.sqlite import Store
+
+__all__ = ["build_collector"]
+
+
+def build_collector(settings: Settings) -> tuple[Collector, Callable[[], None]]:
+    """Build a collector and a function that releases what it holds (store, HTTP client)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    config = load_monitor_config(settings.monitor_config)
+    store = Store(settings.db_path)
+    client = httpx.Client(timeout=10.0)
+    dispatcher = Dispatcher(build_notifiers(settings, client))
+    alert_manager = AlertManager(store=store)
+    baselines = BaselineCache(settings.models_dir)
+    windower = Windower(
+        window_seconds=settings.window_seconds,
+        allowed_lateness_seconds=settings.allowed_lateness_seconds,
+        specs_for=baselines.specs_for,
+        is_closed=lambda key: store.has_window(key.model_name, key.model_version, key.start_ms),
+    )
+    processor = WindowProcessor(
+        baselines=baselines, config=config, store=store, alert_manager=alert_manager, dispatcher=dispatcher
+    )
+
+    def close() -> None:
+        client.close()
+        store.close()
+
+    return Collector(settings, windower=windower, processor=processor), close
