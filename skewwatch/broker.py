@@ -46,6 +46,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 class EmbeddedBroker:
     """A Tansu broker process on loopback: free port, readiness wait, clean shutdown, a log file.
 
@@ -74,6 +82,9 @@ class EmbeddedBroker:
     def start(self) -> "EmbeddedBroker":
         if self._proc is not None:
             raise BrokerError("broker already started")
+        if _listening(self.host, self.port):
+            # Tansu binds with SO_REUSEPORT: a second broker would silently share the port.
+            raise BrokerError(f"port {self.port} on {self.host} is already in use")
         url = f"tcp://{self.host}:{self.port}"
         cmd = [
             tansu_binary(),
