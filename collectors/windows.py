@@ -76,12 +76,11 @@ class _OpenWindow:
     def flush(self) -> None:
         if not self.pending:
             return
-        columns, errors = self.features.columns_from_instances(self.pending)
+        errors = self.features.update_instances(self.pending, skip_invalid=True)
         bad = {e.instance for e in errors}
         self.invalid_instances += len(bad)
         for err in errors[: max(0, _MAX_ERRORS_KEPT - len(self.errors))]:
             self.errors.append(str(err))
-        self.features.update_columns(columns)
         preds = [_scalar(p) for i, p in enumerate(self.pending_predictions) if i not in bad]
         self.predictions.update_columns({PREDICTION_SPEC.name: preds})
         self.pending.clear()
@@ -102,11 +101,13 @@ class _OpenWindow:
         )
 
 
-def _scalar(prediction: Any) -> Any:
-    """TF Serving returns one list per instance for single-output models: take its only value."""
-    if isinstance(prediction, list):
-        return prediction[0] if len(prediction) == 1 else None
-    return prediction
+def _scalar(prediction: Any) -> float | None:
+    """One number per instance: TF Serving wraps single outputs in a list; anything else is missing."""
+    if isinstance(prediction, list) and len(prediction) == 1:
+        prediction = prediction[0]
+    if isinstance(prediction, (int, float)) and not isinstance(prediction, bool):
+        return float(prediction)
+    return None
 
 
 class Windower:
