@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Callable
 
 import httpx
@@ -32,13 +33,16 @@ def build_collector(settings: Settings) -> tuple[Collector, Callable[[], None]]:
         window_seconds=settings.window_seconds,
         allowed_lateness_seconds=settings.allowed_lateness_seconds,
         specs_for=baselines.specs_for,
-        is_closed=lambda key: store.has_window(key.model_name, key.model_version, key.start_ms),
+        is_closed=lambda key: store.has_window(
+            key.model_name, key.model_version, datetime.fromtimestamp(key.start_ms / 1000, tz=timezone.utc)
+        ),
     )
     processor = WindowProcessor(
         baselines=baselines, config=config, store=store, alert_manager=alert_manager, dispatcher=dispatcher
     )
 
     def close() -> None:
+        dispatcher.close()
         client.close()
         store.close()
 

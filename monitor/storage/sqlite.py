@@ -176,6 +176,14 @@ class Store:
                 raise
         return int(window_id)
 
+    def has_window(self, model: str, model_version: str, window_start: datetime) -> bool:
+        """Whether any mode of this window was saved (a restarted collector skips its records)."""
+        rows = self._query(
+            "SELECT 1 FROM windows WHERE model = ? AND model_version = ? AND window_start = ? LIMIT 1",
+            (model, model_version, iso_utc(window_start, field="window_start")),
+        )
+        return bool(rows)
+
     def list_windows(
         self, model: str | None = None, since: datetime | None = None, limit: int = 100, *, mode: str | None = None
     ) -> list[WindowRow]:

@@ -300,3 +300,12 @@ def test_one_writer_process_and_a_reader_never_see_half_a_window(tmp_path):
         if writer.poll() is None:
             writer.kill()
         reader.close()
+
+
+def test_has_window_answers_for_any_mode_of_a_saved_window(store, window_kw):
+    kw = window_kw(3, model_version="v9", mode="skew")
+    assert not store.has_window("bikeshare", "v9", kw["window_start"])
+    store.save_window(**kw, findings=[])
+    assert store.has_window("bikeshare", "v9", kw["window_start"])
+    assert not store.has_window("bikeshare", "v8", kw["window_start"])
+    assert not store.has_window("bikeshare", "v9", kw["window_end"])
