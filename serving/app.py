@@ -1,0 +1,231 @@
+"""The prediction service: a TF Serving compatible REST API over a :class:`ModelRegistry`.
+
+Routes (``{name}`` and ``{version}`` as in TF Serving):
+
+- ``POST /v1/models/{name}:predict`` (latest version) and
+  ``POST /v1/models/{name}/versions/{version}:predict``: body ``{"instances": [{...}, ...]}``,
+  answer ``{"predictions": [float, ...], "model_version": "..."}``. Optional headers
+  ``X-Event-Time`` (RFC 3339, the record's event time; default now, UTC) and
+  ``X-Request-Id`` (default a uuid4; echoed back in the response header).
+- ``GET /v1/models/{name}`` and ``GET /v1/models/{name}/versions/{version}``: version status;
+  ``GET /v1/models/{name}/metadata``: the features the model takes; ``GET /v1/models``.
+- ``GET /healthz`` and ``GET /metrics`` (Prometheus text, per-app registry).
+
+Client mistakes answer 400 ``{"error": ..., "field": ..., "instance": ...}`` (see
+:mod:`serving.validation`), unknown models or versions 404, a bundle that cannot be loaded
+503. Inference runs in the thread pool, off the event loop. After the predictions are
+computed the request is handed to the :class:`PredictionLogger` (non-blocking).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from monitor.errors import BundleError, RecordError, SchemaError
+from monitor.record import PredictionRecord
+from monitor.settings import Settings
+from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
+from serving.models import ModelNotFoundError, ModelRegistry
+from serving.publisher import PredictionLogger
+from serving.validation import DEFAULT_MAX_INSTANCES, parse_event_time, parse_instances, parse_request_id
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_PREDICT = "predict"
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # orjson writes NaN/inf as null, so a degenerate prediction never turns into a 500.
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(status: int, message: str, **fields: Any) -> Response:
+    body = {"error": message}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return _json(body, status)
+
+
+def _split_verb(segment: str) -> tuple[str, str | None]:
+    head, sep, verb = segment.rpartition(":")
+    return (head, verb) if sep else (segment, None)
+
+
+def create_app(
+    settings: Settings,
+    registry: ModelRegistry,
+    logger: PredictionLogger,
+    *,
+    max_instances: int = DEFAULT_MAX_INSTANCES,
+    close_logger_timeout: float | None = None,
+) -> FastAPI:
+    """Build the serving app; all state lives in the arguments and this closure.
+
+    With ``close_logger_timeout`` set, the app's lifespan shutdown closes ``logger`` (flushing
+    for at most that many seconds): the server process uses it, because uvicorn re-raises
+    SIGTERM once it has shut down, so code after ``Server.run()`` never runs.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_logger_timeout is not None:
+            await run_in_threadpool(logger.close, close_logger_timeout)
+
+    app = FastAPI(title="skewwatch serving", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    metrics = ServingMetrics(logger)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.logger = logger
+    app.state.metrics = metrics
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        # Unrouted paths and wrong methods answer in the same {"error": ...} shape.
+        response = _error(exc.status_code, str(exc.detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    async def predict(request: Request, name: str, version: str | None, verb: str | None) -> Response:
+        started = time.perf_counter()
+        labels = ("", "")
+        instances: tuple[dict[str, Any], ...] = ()
+        response: Response
+        if verb != _PREDICT:
+            hint = "use POST /v1/models/{name}:predict or /v1/models/{name}/versions/{version}:predict"
+            response = _error(404, f"unsupported verb {verb!r}; {hint}" if verb else hint)
+            metrics.observe(model="", version="", code=404, seconds=time.perf_counter() - started, instances=0)
+            return response
+        try:
+            served = await run_in_threadpool(registry.get, name, version)
+            labels = (served.name, served.version)
+            event_time = parse_event_time(request.headers.get("x-event-time"))
+            request_id = parse_request_id(request.headers.get("x-request-id"))
+            body = await request.body()
+            # validating thousands of instances takes milliseconds: keep it off the event loop too
+            instances = await run_in_threadpool(parse_instances, body, served.specs, max_instances=max_instances)
+            predictions = await run_in_threadpool(served.predict, instances)
+            logger.log(
+                PredictionRecord(
+                    model_name=served.name,
+                    model_version=served.version,
+                    event_time=event_time,
+                    request_id=request_id,
+                    instances=instances,
+                    predictions=tuple(predictions),
+                )
+            )
+            response = _json(
+                {"predictions": predictions, "model_version": served.version},
+                headers={"X-Request-Id": request_id},
+            )
+        except ModelNotFoundError as exc:
+            response = _error(404, str(exc))
+        except SchemaError as exc:
+            response = _error(400, str(exc), field=exc.feature, instance=exc.instance)
+        except RecordError as exc:
+            response = _error(400, str(exc), field=exc.field)
+        except BundleError as exc:
+            log.error("model %s version %s unavailable: %s", name, version, exc)
+            response = _error(503, f"model {name!r} is unavailable (the server log says why)")
+        except Exception:
+            log.exception("predict failed for model %s version %s", name, version)
+            response = _error(500, "internal error")
+        metrics.observe(
+            model=labels[0],
+            version=labels[1],
+            code=response.status_code,
+            seconds=time.perf_counter() - started,
+            instances=len(instances) if response.status_code == 200 else 0,
+        )
+        return response
+
+    @app.post("/v1/models/{name_and_verb}")
+    async def predict_latest(name_and_verb: str, request: Request) -> Response:
+        name, verb = _split_verb(name_and_verb)
+        return await predict(request, name, None, verb)
+
+    @app.post("/v1/models/{name}/versions/{version_and_verb}")
+    async def predict_version(name: str, version_and_verb: str, request: Request) -> Response:
+        version, verb = _split_verb(version_and_verb)
+        return await predict(request, name, version, verb)
+
+    def _status(name: str, version: str | None) -> Response:
+        try:
+            statuses = registry.status(name)
+        except ModelNotFoundError as exc:
+            return _error(404, str(exc))
+        if version is not None:
+            statuses = [s for s in statuses if s.version == version]
+            if not statuses:
+                return _error(404, f"model {name!r} has no version {version!r}")
+        return _json(
+            {
+                "model_version_status": [
+                    {
+                        "version": s.version,
+                        "state": "END" if s.error else "AVAILABLE",
+                        "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error or ""},
+                        "loaded": s.loaded,
+                    }
+                    for s in reversed(statuses)
+                ]
+            }
+        )
+
+    @app.get("/v1/models")
+    def list_models() -> Response:
+        return _json({"models": [{"name": n, "versions": registry.versions(n)} for n in registry.names()]})
+
+    @app.get("/v1/models/{name}")
+    def model_status(name: str) -> Response:
+        return _status(name, None)
+
+    @app.get("/v1/models/{name}/versions/{version}")
+    def version_status(name: str, version: str) -> Response:
+        return _status(name, version)
+
+    @app.get("/v1/models/{name}/metadata")
+    def model_metadata(name: str) -> Response:
+        try:
+            bundle = registry.bundle(name)
+        except ModelNotFoundError as exc:
+            return _error(404, str(exc))
+        return _json(
+            {
+                "model_spec": {"name": bundle.model_name, "version": bundle.model_version},
+                "metadata": {
+                    "features": [{"name": s.name, "kind": s.kind, "dtype": s.dtype} for s in bundle.specs],
+                    "prediction": bundle.metadata.get("prediction"),
+                },
+            }
+        )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        stats = logger.stats()
+        return _json(
+            {
+                "status": "ok",
+                "models": registry.names(),
+                "prediction_log": {"connected": stats.connected, "queue_depth": stats.queue_depth},
+            }
+        )
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+

@@ -1,0 +1,157 @@
+"""Request validation for the predict endpoint: body, instances, headers.
+
+Every rejection raises a :mod:`monitor.errors` error whose message names the field (and the
+instance index), which the app turns into a 400 ``{"error": ...}``:
+
+- the body must be a JSON object ``{"instances": [{feature: value, ...}, ...]}`` (TF
+  Serving row format); ``signature_name`` may be given and must be ``serving_default``;
+- ``instances`` must be a non-empty list of at most ``max_instances`` objects;
+- every instance carries exactly the model's features: a missing or an unknown feature
+  is rejected;
+- numeric features take JSON numbers (not booleans, not strings, finite); an ``int``
+  feature takes whole numbers only (``3`` or ``3.0``); ``null`` is rejected for numeric
+  features (the model has no missing-value path for them);
+- categorical features take strings; ``null`` means missing (the model maps it to its
+  out-of-vocabulary bucket, like ``""``). There is no coercion: a number for a categorical
+  feature is rejected, so ``"1"`` and ``1`` can never silently mean the same category.
+
+The instances are returned exactly as received; they are what the prediction log records.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import orjson
+
+from monitor.errors import RecordError, SchemaError
+from monitor.schema import FeatureSpec
+
+__all__ = [
+    "DEFAULT_MAX_INSTANCES",
+    "MAX_REQUEST_ID_LENGTH",
+    "parse_instances",
+    "check_instance",
+    "parse_event_time",
+    "parse_request_id",
+]
+
+DEFAULT_MAX_INSTANCES = 10_000
+MAX_REQUEST_ID_LENGTH = 200
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def parse_instances(
+    body: bytes, specs: Sequence[FeatureSpec], *, max_instances: int = DEFAULT_MAX_INSTANCES
+) -> tuple[dict[str, Any], ...]:
+    """Parse and validate a predict body; return the instances as received."""
+    if not body or not body.strip():
+        raise SchemaError('request body is empty; expected JSON {"instances": [...]}', feature="body")
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"request body is not valid JSON ({exc})", feature="body") from None
+    if not isinstance(obj, dict):
+        raise SchemaError(f'must be a JSON object {{"instances": [...]}}, got {_describe(obj)}', feature="body")
+    if "inputs" in obj:
+        raise SchemaError('the columnar "inputs" format is not supported; send row-format "instances"', feature="inputs")
+    extra = sorted(set(obj) - {"instances", "signature_name"})
+    if extra:
+        raise SchemaError(f"unknown top-level key(s) {extra}; expected 'instances'", feature=extra[0])
+    signature = obj.get("signature_name", "serving_default")
+    if signature != "serving_default":
+        raise SchemaError(f"only 'serving_default' is served, got {signature!r}", feature="signature_name")
+    if "instances" not in obj:
+        raise SchemaError("is required", feature="instances")
+    instances = obj["instances"]
+    if not isinstance(instances, list):
+        raise SchemaError(f"must be a list of objects, got {_describe(instances)}", feature="instances")
+    if not instances:
+        raise SchemaError("must not be empty", feature="instances")
+    if len(instances) > max_instances:
+        raise SchemaError(f"has {len(instances)} entries, more than the limit of {max_instances}", feature="instances")
+    for index, instance in enumerate(instances):
+        check_instance(instance, specs, index)
+    return tuple(instances)
+
+
+def check_instance(instance: Any, specs: Sequence[FeatureSpec], index: int) -> None:
+    """Raise :class:`SchemaError` (naming feature and index) unless ``instance`` fits ``specs``."""
+    if not isinstance(instance, dict):
+        raise SchemaError(f"must be an object of feature values, got {_describe(instance)}", instance=index)
+    known = {s.name for s in specs}
+    for key in instance:
+        if key not in known:
+            raise SchemaError(f"unknown feature (the model takes {sorted(known)})", feature=key, instance=index)
+    for spec in specs:
+        if spec.name not in instance:
+            raise SchemaError("missing feature", feature=spec.name, instance=index)
+        _check_value(instance[spec.name], spec, index)
+
+
+def _check_value(value: Any, spec: FeatureSpec, index: int) -> None:
+    if spec.kind == "categorical":
+        if value is None or isinstance(value, str):
+            return
+        raise SchemaError(f"categorical feature needs a string (or null), got {_describe(value)}", feature=spec.name, instance=index)
+    # numeric
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError(f"numeric feature needs a number, got {_describe(value)}", feature=spec.name, instance=index)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SchemaError("numeric feature needs a finite number", feature=spec.name, instance=index)
+    if spec.dtype == "int" and isinstance(value, float) and not value.is_integer():
+        raise SchemaError(f"integer feature needs a whole number, got {value!r}", feature=spec.name, instance=index)
+
+
+def parse_event_time(value: str | None, *, now: datetime | None = None) -> datetime:
+    """The ``X-Event-Time`` header (RFC 3339 with an offset) or ``now`` (UTC) when absent."""
+    if value is None:
+        return now if now is not None else datetime.now(timezone.utc)
+    text = value.strip()
+    if not _RFC3339.match(text):
+        raise RecordError(f"not an RFC 3339 timestamp with offset: {value!r}", field="X-Event-Time")
+    text = text.upper().replace(" ", "T")
+    if "." in text:  # datetime keeps microseconds: cut nanosecond fractions
+        head, _, tail = text.partition(".")
+        digits = re.match(r"\d+", tail).group(0)  # type: ignore[union-attr]
+        text = f"{head}.{digits[:6]:0<6}{tail[len(digits):]}"
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RecordError(f"not a valid timestamp: {value!r} ({exc})", field="X-Event-Time") from None
+
+
+def parse_request_id(value: str | None) -> str:
+    """The ``X-Request-Id`` header (printable ASCII, no spaces, bounded) or a fresh uuid4."""
+    if value is None:
+        return str(uuid.uuid4())
+    if not value or len(value) > MAX_REQUEST_ID_LENGTH or not _REQUEST_ID.match(value):
+        raise RecordError(
+            f"must be 1..{MAX_REQUEST_ID_LENGTH} printable ASCII characters without spaces",
+            field="X-Request-Id",
+        )
+    return value

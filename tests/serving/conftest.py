@@ -1,0 +1,50 @@
+"""Shared fixtures: one small real bundle trained once per test session, raw request rows."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from monitor.settings import Settings
+from serving.publisher import PredictionLogger
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data" / "bike_sharing_hourly.csv"
+NUMERIC = ("temp", "atemp", "hum", "windspeed")
+CATEGORICAL = ("season", "hr", "holiday", "weekday", "workingday", "weathersit")
+UNREACHABLE = "127.0.0.1:1"
+
+
+@pytest.fixture(scope="session")
+def raw_rows() -> list[dict]:
+    """200 CSV rows spread over two years, as a client sends them: numbers as numbers, empty
+    cells as null; at least one row misses weekday and one misses weathersit."""
+    with DATA.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked = rows[::87][:200]
+    picked += [next(r for r in rows if not r["weekday"]), next(r for r in rows if not r["weathersit"])]
+    out = []
+    for row in picked:
+        inst = {k: float(row[k]) for k in NUMERIC}
+        inst.update({k: (row[k] or None) for k in CATEGORICAL})
+        out.append(inst)
+    return out
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """A models directory holding one real bundle trained by the trainer (small: 2 epochs)."""
+    from trainer.train import train
+
+    root = tmp_path_factory.mktemp("models")
+    train(data_path=DATA, models_dir=root, epochs=2)
+    return root
+
+
+@pytest.fixture
+def unreachable_logger():
+    """A started logger pointed at a port where no broker listens."""
+    settings = Settings(kafka_bootstrap_servers=UNREACHABLE, log_queue_size=1000)
+    logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.3).start()
+    yield logger
+    logger.close(timeout=0)

@@ -1,0 +1,175 @@
+"""PredictionLogger: sampling, bounded queue, unreachable broker, real broker delivery."""
+
+import math
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from monitor.record import PredictionRecord, decode_record
+from monitor.settings import Settings
+from serving.publisher import PredictionLogger, keep_in_sample
+
+UNREACHABLE = "127.0.0.1:1"
+
+
+def _record(i: int, *, model: str = "bikeshare") -> PredictionRecord:
+    return PredictionRecord(
+        model_name=model,
+        model_version="20240101T000000Z",
+        event_time=datetime(2012, 3, 1, 8, 0, i % 60, tzinfo=timezone.utc),
+        request_id=str(uuid.UUID(int=i)),
+        instances=({"temp": float(i), "season": "spring"},),
+        predictions=(float(i) * 2.0,),
+    )
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _within_binomial(count: int, n: int, p: float, sigmas: float = 5.0) -> bool:
+    return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
+
+
+def test_sampling_is_deterministic_nested_and_close_to_the_rate():
+    ids = [f"req-{i}" for i in range(20_000)]
+    at_quarter = {i for i in ids if keep_in_sample(i, 0.25)}
+    at_tenth = {i for i in ids if keep_in_sample(i, 0.1)}
+    assert at_quarter == {i for i in ids if keep_in_sample(i, 0.25)}  # same id, same answer
+    assert at_tenth <= at_quarter  # a lower rate keeps a subset
+    assert _within_binomial(len(at_quarter), len(ids), 0.25)
+    assert _within_binomial(len(at_tenth), len(ids), 0.1)
+    assert all(keep_in_sample(i, 1.0) for i in ids[:100])
+    assert not any(keep_in_sample(i, 0.0) for i in ids[:100])
+
+
+def test_logger_with_sample_rate_a_quarter_queues_about_a_quarter():
+    settings = Settings(kafka_bootstrap_servers=UNREACHABLE, log_sample_rate=0.25, log_queue_size=10_000)
+    logger = PredictionLogger(settings)  # not started: nothing leaves the queue
+    n = 4000
+    queued = [logger.log(_record(i)) for i in range(n)]
+    stats = logger.stats()
+    assert stats.enqueued == sum(queued) == sum(keep_in_sample(str(uuid.UUID(int=i)), 0.25) for i in range(n))
+    assert stats.enqueued + stats.dropped_sampling == n
+    assert _within_binomial(stats.enqueued, n, 0.25)
+    assert stats.queue_depth == stats.enqueued
+    final = logger.close(timeout=0)
+    assert final.dropped_on_close == stats.enqueued and final.queue_depth == 0
+
+
+def test_unreachable_broker_keeps_retrying_while_log_still_answers_and_a_full_queue_drops():
+    settings = Settings(kafka_bootstrap_servers=UNREACHABLE, log_queue_size=5)
+    logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.2).start()
+    try:
+        _wait_for(lambda: logger.stats().connect_failures >= 2, 30, "two failed connection attempts")
+        results = [logger.log(_record(i)) for i in range(8)]
+        assert results == [True] * 5 + [False] * 3
+        stats = logger.stats()
+        assert (stats.enqueued, stats.dropped_queue_full, stats.queue_depth) == (5, 3, 5)
+        assert stats.sent == 0 and stats.send_errors == 0 and not stats.connected
+    finally:
+        final = logger.close(timeout=0.5)
+    assert final.dropped_on_close == 5 and final.queue_depth == 0
+    assert logger.log(_record(99)) is False  # after close: counted, not queued
+    assert logger.stats().dropped_on_close == 6
+
+
+def _consume(bootstrap: str, topic: str, n: int, timeout: float = 30.0):
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=6000,
+        session_timeout_ms=6000,
+    )
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            for messages in consumer.poll(500).values():
+                got.extend(messages)
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.mark.broker
+def test_records_reach_kafka_keyed_by_model_in_order(tmp_path):
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        ensure_topic(broker.bootstrap_servers, "preds", partitions=3)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="preds")
+        records = [_record(i, model="a" if i % 2 else "b") for i in range(40)]
+        with PredictionLogger(settings) as logger:
+            for r in records:
+                assert logger.log(r)
+            _wait_for(lambda: logger.stats().sent == 40, 30, "40 acknowledged sends")
+        assert logger.stats().send_errors == 0
+        messages = _consume(broker.bootstrap_servers, "preds", 40)
+    assert len(messages) == 40
+    for model in ("a", "b"):
+        mine = [m for m in messages if m.key == model.encode()]
+        assert len({m.partition for m in mine}) == 1  # one key, one partition
+        decoded = [decode_record(m.value) for m in sorted(mine, key=lambda m: m.offset)]
+        assert decoded == [r for r in records if r.model_name == model]  # order kept per model
+
+
+@pytest.mark.broker
+def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_path):
+    from skewwatch.broker import EmbeddedBroker, free_port
+
+    port = free_port()
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", topic="late")
+    logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.3).start()
+    try:
+        _wait_for(lambda: logger.stats().connect_failures >= 1, 30, "a failed connection attempt")
+        records = [_record(i) for i in range(10)]
+        assert all(logger.log(r) for r in records)
+        assert logger.stats().queue_depth == 10
+        with EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log") as broker:
+            _wait_for(lambda: logger.stats().sent == 10, 30, "the queued records to be sent")
+            stats = logger.close(timeout=5)
+            assert stats.send_errors == 0 and stats.dropped_on_close == 0 and stats.queue_depth == 0
+            messages = _consume(broker.bootstrap_servers, "late", 10)
+    finally:
+        logger.close(timeout=0)
+    assert len({m.partition for m in messages}) == 1  # one model, one key, one partition
+    assert [decode_record(m.value) for m in sorted(messages, key=lambda m: m.offset)] == records
+
+
+@pytest.mark.broker
+def test_a_broker_lost_after_start_up_fills_the_bounded_queue_instead_of_memory(tmp_path):
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    try:
+        ensure_topic(broker.bootstrap_servers, "lost", partitions=1)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="lost", log_queue_size=5)
+        logger = PredictionLogger(settings).start()
+        assert all(logger.log(_record(i)) for i in range(5))
+        _wait_for(lambda: logger.stats().sent == 5, 30, "the first records to be acknowledged")
+    finally:
+        broker.stop()
+    try:
+        assert all(logger.log(_record(i)) for i in range(5, 10))
+        _wait_for(lambda: logger.stats().in_flight == 5, 30, "five records handed to Kafka, unacknowledged")
+        assert logger.stats().queue_depth == 0
+        results = [logger.log(_record(i)) for i in range(10, 20)]  # Kafka holds its cap: the queue fills
+        assert results == [True] * 5 + [False] * 5
+        stats = logger.stats()
+        assert (stats.sent, stats.in_flight, stats.queue_depth, stats.dropped_queue_full) == (5, 5, 5, 5)
+    finally:
+        final = logger.close(timeout=1)
+    # close gives up on the dead broker: what Kafka still held is aborted and counted as errors
+    assert (final.sent, final.in_flight, final.queue_depth) == (5, 0, 0)
+    assert final.sent + final.send_errors + final.dropped_on_close + final.dropped_queue_full == 20
