@@ -98,11 +98,18 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if not bundles:
         print(f"no bundles under {settings.models_dir}")
         return 0
-    print(f"{'model':<16} {'version':<18} {'features':>8}  metrics")
+    print(f"{'model':<14} {'version':<18} {'features':>8} {'val MAE':>8} {'holdout MAE':>11}  trained on")
     for b in bundles:
-        metrics = ", ".join(f"{k}={v:.3g}" for k, v in sorted(b.metadata.get("metrics", {}).items()) if isinstance(v, (int, float)))
-        print(f"{b.model_name:<16} {b.model_version:<18} {len(b.specs):>8}  {metrics}")
+        metrics, data = b.metadata.get("metrics", {}), b.metadata.get("data", {})
+        val = metrics.get("validation", {}).get("mae")
+        hold = metrics.get("holdout", {}).get("mae")
+        span = f"{data.get('train_start', '?')[:10]}..{data.get('train_end', '?')[:10]} ({data.get('rows', '?')} rows)"
+        print(f"{b.model_name:<14} {b.model_version:<18} {len(b.specs):>8} {_num(val):>8} {_num(hold):>11}  {span}")
     return 0
+
+
+def _num(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "-"
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
