@@ -117,6 +117,7 @@ def demo(
 ) -> DemoResult:
     from trainer.data import BIKESHARE_FEATURES, load_bikeshare
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(run_dir or Path("artifacts") / "demo-runs" / stamp).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,7 @@ def demo(
             result.healthy_windows = windows
 
             def all_windows() -> list[dict[str, Any]] | None:
-                rows = httpx.get(f"{monitor_url}/windows", params={"limit": 1000}, timeout=5).json()
+                rows = httpx.get(f"{monitor_url}/windows", params={"limit": 1000}, timeout=5).json()["windows"]
                 skew = [r for r in rows if r["mode"] == "skew"]
                 return rows if len(skew) >= 2 * windows else None
 
@@ -199,8 +200,8 @@ def demo(
                 wait_for(alert_delivered, timeout=30, what="the alert to reach the webhook")
             except Exception as exc:
                 log.warning("%s", exc)
-            result.findings = httpx.get(f"{monitor_url}/findings", params={"limit": 10000}, timeout=5).json()
-            result.alerts = httpx.get(f"{monitor_url}/alerts", timeout=5).json()
+            result.findings = httpx.get(f"{monitor_url}/findings", params={"limit": 10000}, timeout=5).json()["findings"]
+            result.alerts = httpx.get(f"{monitor_url}/alerts", timeout=5).json()["alerts"]
             result.delivered = receiver.received
     finally:
         for svc in reversed(services):
