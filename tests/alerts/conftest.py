@@ -1,39 +1,16 @@
 """Findings and windows for the alert tests.
 
-``LocalFinding`` has exactly the fields of ``monitor.decide.Finding`` (plus ``alerting`` and
-``to_dict``); the alerts package reads only those attributes, so the real class can replace it.
+Findings are real ``monitor.decide.Finding`` objects.
 """
 
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from monitor.decide import Finding
+
 T0 = datetime(2012, 3, 1, 8, 0, tzinfo=timezone.utc)
 STEP = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class LocalFinding:
-    model: str
-    feature: str
-    test: str
-    mode: str
-    statistic: float
-    p_value: float | None
-    q_value: float | None
-    effect: float
-    floor: float
-    significant: bool
-    verdict: str
-    message: str
-
-    @property
-    def alerting(self) -> bool:  # as monitor.decide.Finding: the verdict already folds in significance
-        return self.verdict != "ok"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def make_finding(feature="temp", test="ks", verdict="ok", *, model="bikeshare", mode="drift", effect=None,
@@ -41,7 +18,7 @@ def make_finding(feature="temp", test="ks", verdict="ok", *, model="bikeshare", 
     bad = verdict != "ok"
     effect = (0.35 if verdict == "critical" else 0.2 if bad else 0.02) if effect is None else effect
     q_value = (1e-6 if bad else 0.4) if q_value is None else q_value
-    return LocalFinding(model=model, feature=feature, test=test, mode=mode,
+    return Finding(model=model, feature=feature, test=test, mode=mode,
                         statistic=effect if statistic is None else statistic,
                         p_value=q_value / 10 if p_value is None else p_value, q_value=q_value, effect=effect,
                         floor=floor, significant=bad, verdict=verdict, message=message or f"{test} {verdict}")

@@ -1,40 +1,18 @@
-"""Findings for the store tests: ``LocalFinding`` has the fields of ``monitor.decide.Finding``."""
+"""Real ``monitor.decide.Finding`` objects and window arguments for the store and API tests."""
 
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from monitor.decide import Finding
 
 T0 = datetime(2012, 3, 1, 8, 0, tzinfo=timezone.utc)
 STEP = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class LocalFinding:
-    model: str
-    feature: str
-    test: str
-    mode: str
-    statistic: float
-    p_value: float | None
-    q_value: float | None
-    effect: float
-    floor: float
-    significant: bool
-    verdict: str
-    message: str
-
-    @property
-    def alerting(self) -> bool:  # as monitor.decide.Finding: the verdict already folds in significance
-        return self.verdict != "ok"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def make_finding(feature="temp", test="ks", verdict="ok", *, model="bikeshare", mode="drift", effect=0.05,
                  floor=0.1, q_value=0.5, p_value=0.05, statistic=1.5, message="m"):
-    return LocalFinding(model=model, feature=feature, test=test, mode=mode, statistic=statistic, p_value=p_value,
+    return Finding(model=model, feature=feature, test=test, mode=mode, statistic=statistic, p_value=p_value,
                         q_value=q_value, effect=effect, floor=floor, significant=verdict != "ok", verdict=verdict,
                         message=message)
 

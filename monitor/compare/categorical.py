@@ -1,0 +1,154 @@
+"""Comparisons of one categorical feature: reference value counts vs current value counts.
+
+Every function is pure, takes keyword-only ``reference=`` and ``current=`` (a
+``monitor.stats.CategoricalStats`` or a :class:`~monitor.compare.views.CategoricalView`)
+and returns a :class:`~monitor.compare.results.TestResult`. Sample sizes are the
+non-missing counts. When a summary is no longer exact (beyond its capacity), the values it
+dropped are folded into one "other" bucket by the tests that need shares summing to one
+(chi_squared, psi_categorical); ``linf`` follows TFDV and uses the retained values only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monitor.compare.results import TestName, TestResult
+from monitor.compare.shares import chi2_sf, psi_from_shares
+from monitor.compare.views import CategoricalInput, CategoricalView, categorical_view
+from monitor.errors import ConfigError
+
+__all__ = ["MIN_EXPECTED", "UNSEEN_PSEUDO_COUNT", "linf", "chi_squared", "psi_categorical", "unseen_share"]
+
+#: chi_squared pools categories whose expected count is below this (Cochran's rule of 5).
+MIN_EXPECTED = 5.0
+#: Pseudo-count given to the pooled unseen categories in the reference (Jeffreys' 1/2),
+#: so values never seen in the reference have a small but non-zero expected share.
+UNSEEN_PSEUDO_COUNT = 0.5
+
+
+class _Other:
+    """The bucket of values a bounded summary no longer tracks one by one."""
+
+    def __repr__(self) -> str:
+        return "<other>"
+
+
+_OTHER = _Other()
+
+
+def _insufficient(test: TestName, r: CategoricalView, c: CategoricalView, note: str) -> TestResult:
+    return TestResult(test=test, statistic=0.0, p_value=None, effect=0.0,
+                      n_reference=r.count, n_current=c.count, note=note, computed=False)
+
+
+def _full_counts(v: CategoricalView) -> dict[object, int]:
+    counts: dict[object, int] = dict(v.counts)
+    if v.remainder:
+        counts[_OTHER] = v.remainder
+    return counts
+
+
+def linf(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:
+    """L-infinity distance between the normalised value counts, as TFDV's ``infinity_norm``.
+
+    Each side's counts are divided by their own total (TFDV's kSeparateTotal), a value
+    absent on one side counts 0 there, and L_inf = max_v |p_ref(v) - p_cur(v)| over the
+    union of values. statistic = effect = L_inf; details["value"] is the value that moved
+    most. No p-value (chi_squared is the significance test for the same data).
+    """
+    r, c = categorical_view(reference), categorical_view(current)
+    total_r, total_c = sum(r.counts.values()), sum(c.counts.values())
+    if total_r == 0 or total_c == 0:
+        return _insufficient(TestName.LINF, r, c, "empty window")
+    keys = list(dict.fromkeys([*r.counts, *c.counts]))
+    diffs = np.abs(np.array([r.counts.get(k, 0) for k in keys]) / total_r
+                   - np.array([c.counts.get(k, 0) for k in keys]) / total_c)
+    at = int(np.argmax(diffs))
+    value = float(diffs[at])
+    return TestResult(test=TestName.LINF, statistic=value, p_value=None, effect=value,
+                      n_reference=r.count, n_current=c.count, details=(("value", keys[at]),))
+
+
+def chi_squared(*, reference: CategoricalInput, current: CategoricalInput,
+                min_expected: float = MIN_EXPECTED) -> TestResult:
+    """Pearson chi-square goodness of fit of the current counts to the reference shares.
+
+    Expected E_v = n_cur * p_ref(v). Values the reference never saw are pooled into one
+    bucket whose reference share comes from a pseudo-count of UNSEEN_PSEUDO_COUNT
+    (p_ref(v) = n_ref(v) / (n_ref + 1/2), p_unseen = (1/2) / (n_ref + 1/2)); categories with
+    E_v < min_expected join that pooled bucket. X^2 = sum (O - E)^2 / E over the B buckets,
+    p = P(chi2(B - 1) >= X^2) (Pearson 1900). statistic = X^2; effect = the largest share
+    change max_b |O_b - E_b| / n_cur over the same buckets (an L_inf, floor as for linf).
+    """
+    if not (isinstance(min_expected, (int, float)) and min_expected >= 0):
+        raise ConfigError(f"must be a number >= 0, got {min_expected!r}", field="min_expected")
+    r, c = categorical_view(reference), categorical_view(current)
+    if r.count == 0 or c.count == 0:
+        return _insufficient(TestName.CHI_SQUARED, r, c, "empty window")
+    ref, cur = _full_counts(r), _full_counts(c)
+    unseen = sum(n for k, n in cur.items() if k not in ref)
+    denominator = r.count + (UNSEEN_PSEUDO_COUNT if unseen else 0.0)
+    observed, expected = [], []
+    pooled_obs = float(unseen)
+    pooled_exp = c.count * UNSEEN_PSEUDO_COUNT / denominator if unseen else 0.0
+    for key, n_ref in ref.items():
+        e = c.count * n_ref / denominator
+        o = float(cur.get(key, 0))
+        if e < min_expected:
+            pooled_obs += o
+            pooled_exp += e
+        else:
+            observed.append(o)
+            expected.append(e)
+    if pooled_exp > 0.0:
+        observed.append(pooled_obs)
+        expected.append(pooled_exp)
+    if len(observed) < 2:
+        return TestResult(test=TestName.CHI_SQUARED, statistic=0.0, p_value=1.0, effect=0.0,
+                          n_reference=r.count, n_current=c.count, note="single category")
+    obs, exp = np.array(observed), np.array(expected)
+    x2 = float(np.sum((obs - exp) ** 2 / exp))
+    return TestResult(
+        test=TestName.CHI_SQUARED, statistic=x2, p_value=chi2_sf(x2, len(obs)),
+        effect=float(np.max(np.abs(obs - exp)) / c.count), n_reference=r.count, n_current=c.count,
+        details=(("buckets", float(len(obs))), ("pooled_observed", pooled_obs)),
+    )
+
+
+def psi_categorical(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:
+    """Population stability index over the union of values (one bin per value).
+
+    Same definition and smoothing as the numeric ``psi``
+    (:func:`monitor.compare.shares.psi_from_shares`); a value unseen on one side gets the
+    smoothed share there. statistic = effect = PSI; no p-value (chi_squared is the test).
+    """
+    r, c = categorical_view(reference), categorical_view(current)
+    if r.count == 0 or c.count == 0:
+        return _insufficient(TestName.PSI_CATEGORICAL, r, c, "empty window")
+    ref, cur = _full_counts(r), _full_counts(c)
+    keys = list(dict.fromkeys([*ref, *cur]))
+    p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64) / r.count
+    q = np.array([cur.get(k, 0) for k in keys], dtype=np.float64) / c.count
+    return psi_from_shares(p, q, n_reference=r.count, n_current=c.count, test=TestName.PSI_CATEGORICAL)
+
+
+def unseen_share(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:
+    """Share of the current non-missing values whose value the reference never saw.
+
+    share = sum_{v not in ref} n_cur(v) / n_cur; statistic = effect = share, no p-value.
+    details: "distinct" (number of unseen values) and "top" (the most frequent one).
+    When the reference summary is approximate, "unseen" means "not among the values it
+    retained" (note says so); current values dropped by an approximate current summary
+    are not counted.
+    """
+    r, c = categorical_view(reference), categorical_view(current)
+    if r.count == 0 or c.count == 0:
+        return _insufficient(TestName.UNSEEN_SHARE, r, c, "empty window")
+    unseen = {k: n for k, n in c.counts.items() if k not in r.counts}
+    share = sum(unseen.values()) / c.count
+    details: tuple = (("distinct", float(len(unseen))),)
+    if unseen:
+        details += (("top", max(unseen, key=lambda k: (unseen[k], k))),)
+    note = None if r.is_exact else "reference summary is approximate"
+    return TestResult(test=TestName.UNSEEN_SHARE, statistic=share, p_value=None, effect=share,
+                      n_reference=r.count, n_current=c.count, details=details, note=note)

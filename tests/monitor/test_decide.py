@@ -1,0 +1,216 @@
+"""The decision rule: BH across the window, practical floors, severity, persistence."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import fields
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from monitor.compare import TestName, TestResult, mean_shift
+from monitor.decide import (
+    DEFAULT_FLOORS,
+    Finding,
+    Persistence,
+    Policy,
+    apply_persistence,
+    bh_adjust,
+    decide,
+)
+from monitor.errors import ConfigError
+from monitor.stats import NumericStats
+
+
+def result(test=TestName.MEAN_SHIFT, *, p=1e-20, effect=1.0, statistic=5.0, n=10_000, **kw) -> TestResult:
+    return TestResult(test=test, statistic=statistic, p_value=p, effect=effect, n_reference=n, n_current=n, **kw)
+
+
+def one(results, policy=Policy(), **kw) -> tuple[Finding, ...]:
+    return decide(results, policy=policy, model="bikeshare", mode=kw.pop("mode", "skew"), **kw)
+
+
+# -- Benjamini-Hochberg --------------------------------------------------------------------------
+
+def test_bh_hand_worked_example():
+    # sorted: .005 (1), .01 (2), .03 (3), .04 (4); p*m/i = .02, .02, .04, .04; running min from the top
+    q = bh_adjust([0.01, 0.04, 0.03, 0.005])
+    assert q.tolist() == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    # a later small p pulls earlier q-values down (step-up): .02*3/2 = .03 > .021*3/3
+    assert bh_adjust([0.02, 0.02, 0.021]).tolist() == pytest.approx([0.021, 0.021, 0.021])
+    assert bh_adjust([]).size == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=1, max_size=60))
+def test_bh_matches_scipy_false_discovery_control(ps):
+    assert bh_adjust(ps) == pytest.approx(stats.false_discovery_control(np.array(ps)), rel=1e-12, abs=1e-15)
+
+
+def test_bh_family_is_the_whole_window():
+    # three p-values below .01, but among 10 tests only the smallest survives BH at .01:
+    # q = .0005*10/1 = .005; .009*10/3 = .03 for both .009s
+    rs = [("f%d" % i, result(p=p)) for i, p in enumerate([0.0005, 0.009, 0.009] + [0.9] * 7)]
+    fs = one(rs)
+    assert [f.significant for f in fs] == [True] + [False] * 9
+    assert [f.q_value for f in fs[:3]] == pytest.approx([0.005, 0.03, 0.03])
+    assert all(f.verdict == "ok" for f in fs[1:])
+
+
+# -- floors, severity, gates ---------------------------------------------------------------------
+
+def test_floor_and_severity():
+    floor = DEFAULT_FLOORS[TestName.MEAN_SHIFT]
+    fs = one([("a", result(effect=0.1)), ("b", result(effect=floor)), ("c", result(effect=0.39)),
+              ("d", result(effect=0.4)), ("e", result(effect=5.0, p=0.5))])
+    assert [f.verdict for f in fs] == ["ok", "warning", "warning", "critical", "ok"]
+    assert [f.significant for f in fs] == [True, True, True, True, False]
+    assert all(f.floor == floor for f in fs)
+    assert [f.alerting for f in fs] == [False, True, True, True, False]
+
+
+def test_severity_multiplier_is_configurable():
+    fs = one([("a", result(effect=0.5))], Policy(severity_multiplier=3.0))
+    assert fs[0].verdict == "warning"
+
+
+def test_tests_without_p_value_are_gated_by_min_count():
+    small = TestResult(test=TestName.WASSERSTEIN, statistic=0.5, p_value=None, effect=0.5,
+                       n_reference=50_000, n_current=999)
+    large = TestResult(test=TestName.WASSERSTEIN, statistic=0.5, p_value=None, effect=0.5,
+                       n_reference=50_000, n_current=1000)
+    fs = one([("x", small), ("y", large)], Policy(min_count=1000))
+    assert (fs[0].significant, fs[0].verdict, fs[0].q_value) == (False, "ok", None)
+    assert "too few values" in fs[0].message
+    assert (fs[1].significant, fs[1].verdict) == (True, "critical")
+
+
+def test_p_less_results_do_not_enter_the_bh_family():
+    p_less = TestResult(test=TestName.LINF, statistic=0.0, p_value=None, effect=0.0, n_reference=5000, n_current=5000)
+    fs = one([("a", result(p=0.004)), ("a", p_less), ("b", result(p=0.008))])
+    assert fs[0].q_value == pytest.approx(0.008) and fs[2].q_value == pytest.approx(0.008)
+
+
+def test_per_feature_policy():
+    strict = Policy(floors={TestName.MEAN_SHIFT: 2.0})
+    policies = {"temp": strict, "hum": Policy()}
+    fs = decide([("temp", result(effect=1.0)), ("hum", result(effect=1.0))], policy=policies.__getitem__,
+                model="m", mode="drift")
+    assert [(f.floor, f.verdict) for f in fs] == [(2.0, "ok"), (0.2, "critical")]
+    assert all(f.mode == "drift" and f.model == "m" for f in fs)
+
+
+def test_every_result_yields_a_finding_with_the_exact_fields():
+    insufficient = TestResult(test=TestName.KS, statistic=0.0, p_value=None, effect=0.0, n_reference=5000,
+                              n_current=0, note="empty window", computed=False)
+    rs = [("temp", result()), ("temp", insufficient)]
+    fs = one(rs)
+    assert len(fs) == 2
+    assert [f.name for f in fields(Finding)] == [
+        "model", "feature", "test", "mode", "statistic", "p_value", "q_value", "effect", "floor",
+        "significant", "verdict", "message"]
+    assert fs[0].test == "mean_shift" and isinstance(fs[0].test, str)
+    assert fs[1].verdict == "ok" and not fs[1].significant
+    assert fs[1].message == "temp: ks not computed: empty window (n_ref=5000, n_cur=0)"
+
+
+def test_message_is_one_human_line():
+    f = one([("temp", result(effect=4.1, p=1e-30))])[0]
+    assert f.message == "temp: mean moved 4.1 baseline sd (floor 0.2), q<1e-12"
+    f = one([("temp", result(effect=0.25, p=0.001))])[0]
+    assert f.message == "temp: mean moved 0.25 baseline sd (floor 0.2), q=0.001"
+    missing = TestResult(test=TestName.MISSING_RATE, statistic=9.0, p_value=1e-6, effect=0.1, n_reference=1000,
+                         n_current=1000, details=(("share_reference", 0.05), ("share_current", 0.15)))
+    assert one([("hum", missing)])[0].message.startswith("hum: missing share 5.0% -> 15.0% (change 0.1, floor 0.05)")
+    assert all("\n" not in f.message for f in one([("x", result()), ("y", missing)]))
+
+
+def test_to_dict_is_json_safe():
+    f = one([("temp", result())])[0]
+    d = f.to_dict()
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert set(d) == {x.name for x in fields(Finding)}
+    weird = Finding(model="m", feature="f", test="ks", mode="skew", statistic=math.inf, p_value=math.nan,
+                    q_value=None, effect=0.0, floor=0.1, significant=False, verdict="ok", message="x")
+    assert weird.to_dict()["statistic"] is None and weird.to_dict()["p_value"] is None
+
+
+def test_invalid_mode_and_policy_values_are_config_errors():
+    with pytest.raises(ConfigError) as exc:
+        one([("a", result())], mode="later")
+    assert exc.value.field == "mode"
+    for kwargs, field in (({"bh_level": 0.0}, "bh_level"), ({"bh_level": 1.0}, "bh_level"),
+                          ({"severity_multiplier": 0.5}, "severity_multiplier"), ({"min_count": 0}, "min_count"),
+                          ({"floors": {"psi": -1.0}}, "floors.psi"), ({"floors": {"nope": 1.0}}, "floors.nope")):
+        with pytest.raises(ConfigError) as exc:
+            Policy(**kwargs)
+        assert exc.value.field == field
+    with pytest.raises(ConfigError):
+        Persistence(k=3, n=2)
+
+
+# -- the practical floor on real statistics ------------------------------------------------------
+
+def _stats(x: np.ndarray) -> NumericStats:
+    s = NumericStats()
+    s.update(x)
+    return s
+
+
+def test_tiny_shift_at_large_n_is_significant_but_below_floor():
+    rng = np.random.default_rng(12)
+    ref = _stats(rng.normal(size=100_000))
+    cur = _stats(rng.normal(0.05, 1.0, size=100_000))
+    f = one([("temp", mean_shift(reference=ref, current=cur))])[0]
+    assert f.significant and f.effect < f.floor and f.verdict == "ok"
+
+
+def test_half_sd_shift_at_10k_alerts():
+    rng = np.random.default_rng(13)
+    ref = _stats(rng.normal(size=100_000))
+    cur = _stats(rng.normal(0.5, 1.0, size=10_000))
+    f = one([("temp", mean_shift(reference=ref, current=cur))])[0]
+    assert f.significant and f.verdict == "critical"  # 0.5 >= 2 x 0.2
+    assert f.effect == pytest.approx(0.5, abs=0.06)  # KLL sketch noise: sd ~0.011 run to run
+    assert f.message.startswith("temp: mean moved 0.") and f.message.endswith("(floor 0.2), q<1e-12")
+
+
+# -- persistence ---------------------------------------------------------------------------------
+
+def _finding(verdict="warning", feature="temp", test="mean_shift") -> Finding:
+    return Finding(model="bikeshare", feature=feature, test=test, mode="drift", statistic=1.0, p_value=0.0,
+                   q_value=0.0, effect=1.0, floor=0.2, significant=True, verdict=verdict, message="temp: moved")
+
+
+def test_persistence_k_of_n():
+    policy = Policy(persistence=Persistence(k=2, n=3))
+    now = (_finding(),)
+    assert apply_persistence(now, [], policy=policy)[0].verdict == "ok"
+    assert "1 of the last 3 windows" in apply_persistence(now, [], policy=policy)[0].message
+    assert apply_persistence(now, [(_finding(),)], policy=policy)[0].verdict == "warning"
+    # only the last n - 1 = 2 earlier windows count
+    old_alert = [(_finding(),), (_finding("ok"),), (_finding("ok"),)]
+    assert apply_persistence(now, old_alert, policy=policy)[0].verdict == "ok"
+    # other features and tests do not count
+    other = [(_finding(feature="hum"), _finding(test="ks"))]
+    assert apply_persistence(now, other, policy=policy)[0].verdict == "ok"
+
+
+def test_persistence_leaves_ok_and_unruled_findings_alone():
+    ok = (_finding("ok"),)
+    assert apply_persistence(ok, [], policy=Policy(persistence=Persistence(k=2, n=2))) == ok
+    alert = (_finding("critical"),)
+    assert apply_persistence(alert, [], policy=Policy()) == alert
+    assert apply_persistence(alert, [], policy=Policy(persistence=Persistence(k=1, n=1))) == alert
+
+
+def test_adapter_results_are_decided_like_the_others():
+    r = TestResult(test=TestName.LINF_TFDV, statistic=0.3, p_value=None, effect=0.3, n_reference=5000,
+                   n_current=5000, details=(("value", "fall"),))
+    (f,) = one([("season", r)])
+    assert (f.test, f.floor, f.verdict) == ("linf_tfdv", 0.1, "critical")
+    assert f.message == "season: TFDV L-infinity distance 0.3, value 'fall' (floor 0.1)"
