@@ -3,11 +3,13 @@
 Skew compares the window with its model version's training baseline; drift compares it with
 the previous closed window of the same model version. Input features and the model's output
 (prediction drift) are evaluated as two families, each with its own multiple-testing control.
+The persistence rule (k of the last n windows) sees each family's earlier decided findings.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
@@ -21,6 +23,8 @@ from monitor.evaluate import evaluate
 __all__ = ["WindowProcessor", "WindowOutcome"]
 
 log = logging.getLogger(__name__)
+
+HISTORY = 32  # windows of decided findings kept per model version, mode and family (persistence n <= this)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +51,19 @@ class WindowProcessor:
         self.alert_manager = alert_manager
         self.dispatcher = dispatcher
         self._previous: dict[tuple[str, str], ClosedWindow] = {}
+        self._history: dict[tuple[str, str, str, str], deque] = {}
 
-    def _compare(self, reference: ClosedWindow | tuple, window: ClosedWindow, mode: str) -> tuple[Finding, ...]:
-        ref_features, ref_predictions = reference
-        model = window.key.model_name
+    def _compare(self, reference: tuple, window: ClosedWindow, mode: str) -> tuple[Finding, ...]:
+        key = window.key
         found: list[Finding] = []
-        for ref, cur in ((ref_features, window.features), (ref_predictions, window.predictions)):
+        for family, ref, cur in (("features", reference[0], window.features), ("output", reference[1], window.predictions)):
             if cur.rows == 0 or ref.rows == 0:
                 continue
-            found.extend(evaluate(reference=ref, current=cur, model=model, config=self.config, mode=mode).findings)
+            history = self._history.setdefault((key.model_name, key.model_version, mode, family), deque(maxlen=HISTORY))
+            report = evaluate(reference=ref, current=cur, model=key.model_name, config=self.config, mode=mode,
+                              history=tuple(history))
+            history.append(report.decided)
+            found.extend(report.findings)
         return tuple(found)
 
     def process(self, window: ClosedWindow) -> WindowOutcome:

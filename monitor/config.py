@@ -49,7 +49,7 @@ class _Strict(BaseModel):
 
 class PersistenceRule(_Strict):
     k: Annotated[int, Field(strict=True, ge=1)]
-    n: Annotated[int, Field(strict=True, ge=1, le=1000)]
+    n: Annotated[int, Field(strict=True, ge=1, le=32)]  # collectors keep 32 windows of history
 
     @model_validator(mode="after")
     def _k_within_n(self) -> "PersistenceRule":

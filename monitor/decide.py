@@ -323,8 +323,9 @@ def apply_persistence(findings: Sequence[Finding], history: Sequence[Sequence[Fi
                       policy: PolicyLike) -> tuple[Finding, ...]:
     """Keep an alert only if it persists: k of the last n windows, this one included.
 
-    ``history`` holds the findings of earlier windows, oldest first (only the last n - 1
-    matter). A finding matches an earlier one with the same model, feature, test and mode.
+    ``history`` holds the findings of earlier windows *as decided before this rule*
+    (``WindowReport.decided``), oldest first (only the last n - 1 matter): were it fed the
+    persisted verdicts, an alert held back once could never reach k. A finding matches an earlier one with the same model, feature, test and mode.
     Alerts that do not persist become ``ok`` with the reason appended to the message;
     findings whose policy has no persistence rule pass unchanged. Pure: no state kept.
     """

@@ -52,6 +52,7 @@ class WindowReport:
     findings: tuple[Finding, ...]
     unmatched: tuple[str, ...] = ()
     failures: tuple[TestFailure, ...] = ()
+    decided: tuple[Finding, ...] = ()  # the verdicts before the persistence rule: next windows' history
 
     @property
     def alerting(self) -> tuple[Finding, ...]:
@@ -76,7 +77,8 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
 
     A feature whose kind differs between the two profiles raises :class:`SchemaError`
     naming it (the profiles do not describe the same model). ``history`` (earlier windows'
-    findings, oldest first) feeds the persistence rule; empty means no persistence check.
+    ``WindowReport.decided``, oldest first) feeds the persistence rule; with no history a rule
+    of k > 1 holds the first alert back, as it should.
     """
     ref_specs = {spec.name: spec for spec in reference.specs}
     cur_names = {spec.name for spec in current.specs}
@@ -101,8 +103,7 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
                 results.append((spec.name, REGISTRY[name].function(reference=ref_view, current=cur_view)))
             except StatisticsError as exc:
                 failures.append(TestFailure(feature=spec.name, test=name.value, error=str(exc)))
-    findings = decide(results, policy=policies.__getitem__, model=model, mode=mode)
-    if history:
-        findings = apply_persistence(findings, history, policy=policies.__getitem__)
+    decided = decide(results, policy=policies.__getitem__, model=model, mode=mode)
+    findings = apply_persistence(decided, history, policy=policies.__getitem__)
     return WindowReport(model=model, mode=mode, rows=current.rows, reference_rows=reference.rows,
-                        findings=findings, unmatched=unmatched, failures=tuple(failures))
+                        findings=findings, unmatched=unmatched, failures=tuple(failures), decided=decided)

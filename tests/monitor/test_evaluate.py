@@ -160,12 +160,17 @@ def test_empty_window_yields_ok_findings(reference):
 def test_history_applies_persistence(reference, window):
     config = parse_monitor_config({"defaults": {"persistence": {"k": 2, "n": 2}}})
     first = run(reference, profile(window), config)
-    assert first.alerting  # no history given: persistence is not checked
+    assert first.alerting == () and first.decided  # the first window alone cannot make 2 of 2
+    assert {f.feature for f in first.decided if f.alerting}
+    assert all("needs 2" in f.message for f in first.findings if f.significant and f.effect >= 2 * f.floor)
     held = run(reference, profile(window), config, history=[()])
     assert held.alerting == ()
-    assert all("needs 2" in f.message for f in held.findings if f.significant and f.effect >= 2 * f.floor)
-    confirmed = run(reference, profile(window), config, history=[first.findings])
-    assert {(f.feature, f.test) for f in confirmed.alerting} == {(f.feature, f.test) for f in first.alerting}
+    # history is what was *decided* before persistence: the held-back alert counts towards k
+    confirmed = run(reference, profile(window), config, history=[first.decided])
+    assert confirmed.alerting
+    assert {(f.feature, f.test) for f in confirmed.alerting} == {(f.feature, f.test) for f in first.decided if f.alerting}
+    # feeding the persisted (held) verdicts instead would never confirm
+    assert run(reference, profile(window), config, history=[first.findings]).alerting == ()
 
 
 def test_report_to_dict_is_json_safe(reference, window):
