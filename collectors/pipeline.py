@@ -84,6 +84,9 @@ class WindowProcessor:
             late_records=window.late_records,
             invalid_records=window.invalid_instances,
         )
+        self.store.save_profiles(model=key.model_name, model_version=key.model_version,
+                                 window_start=common["window_start"], features=window.features.to_bytes(),
+                                 predictions=window.predictions.to_bytes())
         window_ids = {"skew": self.store.save_window(mode="skew", findings=skew, **common)}
         if previous is not None:
             window_ids["drift"] = self.store.save_window(mode="drift", findings=drift, **common)

@@ -74,7 +74,19 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_by_state ON alerts (state);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: each window's statistics (Profile bytes), so a notebook can drill down from an alert.
+_V2 = """
+CREATE TABLE window_profiles (
+    model         TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    window_start  TEXT NOT NULL,
+    features      BLOB NOT NULL,
+    predictions   BLOB NOT NULL,
+    PRIMARY KEY (model, model_version, window_start)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

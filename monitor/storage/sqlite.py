@@ -176,6 +176,27 @@ class Store:
                 raise
         return int(window_id)
 
+    def save_profiles(self, *, model: str, model_version: str, window_start: datetime, features: bytes,
+                      predictions: bytes) -> None:
+        """Keep a window's statistics (``Profile.to_bytes()``) for drill-down; re-saving replaces."""
+        start = iso_utc(window_start, field="window_start")
+        with self._lock:
+            self._db().execute(
+                "INSERT OR REPLACE INTO window_profiles (model, model_version, window_start, features, predictions)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (check_text(model, "model"), check_text(model_version, "model_version"), start,
+                 bytes(features), bytes(predictions)),
+            )
+
+    def load_profiles(self, model: str, model_version: str, window_start: datetime | str) -> tuple[bytes, bytes] | None:
+        """The ``(features, predictions)`` profile bytes of a window, or None if not kept."""
+        start = window_start if isinstance(window_start, str) else iso_utc(window_start, field="window_start")
+        rows = self._query(
+            "SELECT features, predictions FROM window_profiles WHERE model = ? AND model_version = ? AND window_start = ?",
+            (model, model_version, start),
+        )
+        return (bytes(rows[0]["features"]), bytes(rows[0]["predictions"])) if rows else None
+
     def has_window(self, model: str, model_version: str, window_start: datetime) -> bool:
         """Whether any mode of this window was saved (a restarted collector skips its records)."""
         rows = self._query(

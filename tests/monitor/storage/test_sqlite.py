@@ -309,3 +309,33 @@ def test_has_window_answers_for_any_mode_of_a_saved_window(store, window_kw):
     assert store.has_window("bikeshare", "v9", kw["window_start"])
     assert not store.has_window("bikeshare", "v8", kw["window_start"])
     assert not store.has_window("bikeshare", "v9", kw["window_end"])
+
+
+def test_window_profiles_round_trip_and_replace(store, window_kw):
+    kw = window_kw(1)
+    assert store.load_profiles("bikeshare", "v1", kw["window_start"]) is None
+    store.save_profiles(model="bikeshare", model_version="v1", window_start=kw["window_start"], features=b"f1", predictions=b"p1")
+    store.save_profiles(model="bikeshare", model_version="v1", window_start=kw["window_start"], features=b"f2", predictions=b"p2")
+    assert store.load_profiles("bikeshare", "v1", kw["window_start"]) == (b"f2", b"p2")
+    stored = store.save_window(**kw, findings=[])
+    (row,) = [w for w in store.list_windows() if w.id == stored]
+    assert store.load_profiles("bikeshare", "v1", row.window_start) == (b"f2", b"p2")  # by the row's own timestamp
+
+
+def test_a_version_1_store_is_migrated_in_place_keeping_its_rows(tmp_path, window_kw):
+    from monitor.storage.schema import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    for statement in [s for s in MIGRATIONS[0].split(";") if s.strip()]:
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute("INSERT INTO windows (model, model_version, mode, window_start, window_end, rows, late_records,"
+                " invalid_records, saved_at) VALUES ('m', 'v', 'skew', '2012-01-01T00:00:00.000000Z',"
+                " '2012-01-01T00:05:00.000000Z', 5, 0, 0, '2012-01-01T00:06:00.000000Z')")
+    raw.close()
+    with Store(path) as s:
+        assert s.ping() == SCHEMA_VERSION >= 2
+        assert [w.rows for w in s.list_windows()] == [5]
+        s.save_profiles(model="m", model_version="v", window_start=T0, features=b"x", predictions=b"y")
+        assert s.load_profiles("m", "v", T0) == (b"x", b"y")
