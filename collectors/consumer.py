@@ -93,7 +93,13 @@ class Collector:
             self.counts["windows_closed"] += 1
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set; then close (and save) what is open and commit."""
+        """Consume until ``stop`` is set, then commit and leave.
+
+        Open windows are *not* closed on the way out: their records stay uncommitted, so the
+        next owner of the partitions (this collector restarted, or another group member)
+        re-reads them and builds each window whole. Saving a half window here would make the
+        rest of its records arrive "late" at the next owner.
+        """
         consumer = self._make_consumer()
         idle = self.settings.idle_close_seconds
         last_data = time.monotonic()
@@ -109,7 +115,6 @@ class Collector:
                     self._close(ready)
                 if batch or ready:
                     self._commit(consumer)
-            self._close(self.windower.pop_all())
             self._commit(consumer)
         finally:
             consumer.close()

@@ -156,7 +156,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
         cmd_collect,
         "Consume prediction logs, window them, compare with baselines, store findings, send alerts.",
         (*_KAFKA, "consumer_group", "max_poll_interval_ms", "models_dir", "state_dir", "monitor_config", "window_seconds",
-         "allowed_lateness_seconds", "idle_close_seconds", "webhook_urls", "slack_webhook_url", "pagerduty_routing_key"),
+         "allowed_lateness_seconds", "idle_close_seconds", "collector_metrics_port", "webhook_urls", "slack_webhook_url", "pagerduty_routing_key"),
     ),
     "monitor": (cmd_monitor, "Serve the monitor API: /windows, /findings, /alerts, /metrics, /healthz.", ("state_dir", "monitor_host", "monitor_port")),
     "demo": (

@@ -11,6 +11,7 @@ from alerts.lifecycle import AlertManager
 from alerts.notifiers import Dispatcher, build_notifiers
 from collectors.baselines import BaselineCache
 from collectors.consumer import Collector
+from collectors.metrics import serve_metrics
 from collectors.pipeline import WindowProcessor
 from collectors.windows import Windower
 from monitor.config import load_monitor_config
@@ -46,4 +47,7 @@ def build_collector(settings: Settings) -> tuple[Collector, Callable[[], None]]:
         client.close()
         store.close()
 
-    return Collector(settings, windower=windower, processor=processor), close
+    collector = Collector(settings, windower=windower, processor=processor)
+    if settings.collector_metrics_port:
+        serve_metrics(collector, settings.monitor_host, settings.collector_metrics_port)
+    return collector, close
