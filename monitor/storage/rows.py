@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, Mapping, Protocol, Sequence
+from typing import Any, Literal, Mapping, Protocol, Sequence, get_args
 
+from monitor.decide import Mode, Verdict
 from monitor.errors import StatisticsError
 
 __all__ = [
@@ -35,11 +36,9 @@ __all__ = [
     "json_float",
 ]
 
-Mode = Literal["skew", "drift"]
-Verdict = Literal["ok", "warning", "critical"]
 AlertState = Literal["firing", "resolved"]
-MODES: tuple[str, ...] = ("skew", "drift")
-VERDICTS: tuple[str, ...] = ("ok", "warning", "critical")
+MODES: tuple[str, ...] = get_args(Mode)
+VERDICTS: tuple[str, ...] = get_args(Verdict)
 ALERT_STATES: tuple[str, ...] = ("firing", "resolved")
 
 

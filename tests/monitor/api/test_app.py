@@ -13,6 +13,7 @@ from alerts.lifecycle import AlertManager
 from monitor.api import create_app
 from monitor.api.server import build_server
 from monitor.settings import Settings
+from monitor.storage import SCHEMA_VERSION
 from monitor.storage import Store
 
 
@@ -50,7 +51,7 @@ def client(filled):
 
 def test_healthz(client, store):
     r = client.get("/healthz")
-    assert (r.status_code, r.json()) == (200, {"status": "ok", "schema_version": 1})
+    assert (r.status_code, r.json()) == (200, {"status": "ok", "schema_version": SCHEMA_VERSION})
     store.close()
     r = client.get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
@@ -197,7 +198,7 @@ def test_real_uvicorn_server_serves_the_app(filled):
         assert server.started, "uvicorn did not start"
         port = server.servers[0].sockets[0].getsockname()[1]
         r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-        assert r.json() == {"status": "ok", "schema_version": 1}
+        assert r.json() == {"status": "ok", "schema_version": SCHEMA_VERSION}
         assert "skewwatch_finding_effect" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     finally:
         server.should_exit = True
