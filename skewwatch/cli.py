@@ -84,10 +84,13 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.train import train
+    from trainer.cli_options import run_train
 
-    bundle = train(data_path=args.data, models_dir=settings.models_dir, model_name=args.model_name, epochs=args.epochs, seed=args.seed)
-    print(f"bundle written: {bundle.path} (model {bundle.model_name} version {bundle.model_version})")
+    bundle = run_train(args, settings)
+    if bundle is None:
+        print("worker finished; the chief writes the bundle")
+    else:
+        print(f"bundle written: {bundle.path} (model {bundle.model_name} version {bundle.model_version})")
     return 0
 
 
@@ -184,8 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--data", type=Path, default=Path("data/bike_sharing_hourly.csv"), help="Training CSV.")
             sub.add_argument("--epochs", type=int, default=30, help="Maximum training epochs (early stopping).")
         if verb == "train":
+            from trainer.cli_options import add_train_options  # imports no TensorFlow
+
             sub.add_argument("--model-name", default="bikeshare", help="Registry name of the model.")
             sub.add_argument("--seed", type=int, default=0, help="Random seed.")
+            add_train_options(sub)
         if verb == "models":
             sub.add_argument("action", nargs="?", choices=["list"], default="list", help="What to do (list).")
         if verb == "demo":

@@ -104,11 +104,14 @@ def write_bundle(
     hyperparameters: Mapping[str, Any],
     data: Mapping[str, Any],
     created_at: datetime | None = None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<models_dir>/<model_name>/<version>/`` atomically and return its path.
 
     ``data`` must hold ``path``, ``train_start``, ``train_end`` and ``rows``. The version is
     the UTC creation time; if that version exists already, the next free second is used.
+    ``tuning`` (the hyperparameter search that chose ``hyperparameters``, JSON-ready) is
+    stored as ``metadata["tuning"]`` when given.
     """
     if not model_name or Path(model_name).name != model_name or model_name.startswith("."):
         raise BundleError(f"model_name must be a plain directory name, got {model_name!r}")
@@ -149,6 +152,8 @@ def write_bundle(
             "code_version": code_version(),
             "files": dict(BUNDLE_FILES),
         }
+        if tuning is not None:
+            meta["tuning"] = dict(tuning)
         for attempt in range(60):
             when = created + timedelta(seconds=attempt)
             version = format_version(when)

@@ -17,7 +17,10 @@ class HParams:
     ``num_buckets`` quantile buckets for each of ``bucket_features``; their bucket indices
     are crossed into one embedded feature. ``crosses`` are pairs of categorical features
     crossed exactly (every combination its own embedding row). ``log_target`` trains on
-    ``log1p(cnt)`` and puts ``expm1`` inside the exported model.
+    ``log1p(cnt)`` and puts ``expm1`` inside the exported model. ``max_tokens`` caps each
+    categorical vocabulary as ``StringLookup(max_tokens=...)`` does (the OOV index counts):
+    the ``max_tokens - 1`` most frequent training values are kept, the rest map to OOV;
+    ``None`` keeps every value.
     """
 
     hidden_units: tuple[int, ...] = (64, 32)
@@ -31,6 +34,7 @@ class HParams:
     epochs: int = 30
     patience: int = 5
     log_target: bool = True
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise sequences from JSON (lists) to tuples so instances stay hashable.
@@ -47,6 +51,8 @@ class HParams:
             ("batch_size", self.batch_size > 0, "must be > 0"),
             ("epochs", self.epochs > 0, "must be > 0"),
             ("patience", self.patience >= 0, "must be >= 0"),
+            ("max_tokens", self.max_tokens is None or (type(self.max_tokens) is int and self.max_tokens >= 2),
+             "must be None or an integer >= 2 (the OOV index counts)"),
         ]
         for name, ok, message in checks:
             if not ok:

@@ -124,9 +124,13 @@ def build_model(
         if spec.kind != "categorical":
             continue
         vocab = vocabulary(train_df[spec.name])
+        if hp.max_tokens is not None:
+            vocab = vocab[: hp.max_tokens - 1]  # most frequent first; index 0 is OOV
         if not vocab:
             raise SchemaError("no non-missing training values to build a vocabulary", feature=spec.name)
-        lookup = layers.StringLookup(vocabulary=vocab, num_oov_indices=1, output_mode="int", name=f"lookup_{spec.name}")
+        lookup = layers.StringLookup(
+            max_tokens=hp.max_tokens, vocabulary=vocab, num_oov_indices=1, output_mode="int", name=f"lookup_{spec.name}"
+        )
         idx = lookup(inputs[spec.name])
         index[spec.name] = (idx, len(vocab) + 1)
         dim = min(hp.embedding_dim, len(vocab) + 1)
