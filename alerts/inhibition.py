@@ -20,7 +20,7 @@ from alerts.protocols import FindingLike
 
 __all__ = ["SCHEMA_TESTS", "Assessment", "assess", "finding_dict"]
 
-SCHEMA_TESTS: frozenset[str] = frozenset({"unseen_share", "missing_rate"})
+SCHEMA_TESTS: frozenset[str] = frozenset({"unseen_share", "missing_rate", "tfdv_schema"})
 _FIELDS = ("model", "feature", "test", "mode", "statistic", "p_value", "q_value", "effect", "floor",
            "significant", "verdict", "message")  # fmt: skip
 

@@ -48,6 +48,12 @@ class BaselineCache:
         entry = self._load(model, version)
         return None if entry is None else entry[0].specs
 
+    def bundle(self, model: str, version: str) -> Bundle:
+        entry = self._load(model, version)
+        if entry is None:
+            raise BundleError(f"no bundle for {model} version {version}", path=str(self.models_dir))
+        return entry[0]
+
     def baselines(self, model: str, version: str) -> tuple[Profile, Profile]:
         entry = self._load(model, version)
         if entry is None:

@@ -44,8 +44,10 @@ def _utc(ms: int) -> datetime:
 
 
 class WindowProcessor:
-    def __init__(self, *, baselines: BaselineCache, config: MonitorConfig, store, alert_manager, dispatcher) -> None:
+    def __init__(self, *, baselines: BaselineCache, config: MonitorConfig, store, alert_manager, dispatcher,
+                 tfdv_checks=None) -> None:
         self.baselines = baselines
+        self.tfdv_checks = tfdv_checks  # collectors.tfdv_checks.TfdvChecks, or None
         self.config = config
         self.store = store
         self.alert_manager = alert_manager
@@ -70,6 +72,8 @@ class WindowProcessor:
         key = window.key
         model_key = (key.model_name, key.model_version)
         skew = self._compare(self.baselines.baselines(*model_key), window, "skew")
+        if self.tfdv_checks is not None and window.features.rows:
+            skew += self.tfdv_checks.findings(window)
         previous = self._previous.get(model_key)
         drift = (
             self._compare((previous.features, previous.predictions), window, "drift") if previous is not None else ()

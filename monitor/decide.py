@@ -38,6 +38,7 @@ unseen_share      0.01   1% of current values never seen in the reference
 missing_rate      0.05   missing share moved 5 percentage points
 jsd_tfdv          0.1    TFDV's numeric JSD (bits, 10 equal-width buckets; monitor.tfdv_interop)
 linf_tfdv         0.1    TFDV's infinity_norm (same scale as linf)
+tfdv_schema       1      one TFDV schema anomaly (type, domain, range, presence)
 ================  =====  ===========================================================
 """
 
@@ -87,6 +88,7 @@ DEFAULT_FLOORS: Mapping[TestName, float] = MappingProxyType({
     TestName.MISSING_RATE: 0.05,
     TestName.JSD_TFDV: 0.1,
     TestName.LINF_TFDV: 0.1,
+    TestName.TFDV_SCHEMA: 1.0,
 })
 DEFAULT_BH_LEVEL = 0.01
 DEFAULT_SEVERITY_MULTIPLIER = 2.0

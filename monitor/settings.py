@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     window_seconds: int = Field(300, gt=0, description="Event-time tumbling window length in seconds.")
     allowed_lateness_seconds: int = Field(60, ge=0, description="How long after a window ends late records are still accepted.")
     idle_close_seconds: float = Field(10.0, gt=0, description="Close open windows after this much wall time without records.")
+    tfdv_checks: bool = Field(False, description="Also validate each window with TFDV against the bundle's schema (loads TensorFlow).")
     collector_metrics_port: int = Field(0, ge=0, le=65535, description="Serve the collector's Prometheus /metrics here (0: off).")
 
     # Serving

@@ -21,6 +21,15 @@ from monitor.settings import Settings, load_settings
 __all__ = ["main", "build_parser", "VERBS"]
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _add_settings_options(parser: argparse.ArgumentParser, *fields: str) -> None:
     """Expose Settings fields as options; help names the environment variable and the default."""
     for name in fields:
@@ -29,7 +38,9 @@ def _add_settings_options(parser: argparse.ArgumentParser, *fields: str) -> None
         default = info.default_factory() if info.default_factory else info.default
         annotation = info.annotation
         kind: Callable[[str], Any] = str
-        if annotation in (int,):
+        if annotation is bool:
+            kind = _boolean
+        elif annotation in (int,):
             kind = int
         elif annotation in (float,):
             kind = float
@@ -159,7 +170,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
         cmd_collect,
         "Consume prediction logs, window them, compare with baselines, store findings, send alerts.",
         (*_KAFKA, "consumer_group", "max_poll_interval_ms", "models_dir", "state_dir", "monitor_config", "window_seconds",
-         "allowed_lateness_seconds", "idle_close_seconds", "collector_metrics_port", "webhook_urls", "slack_webhook_url", "pagerduty_routing_key"),
+         "allowed_lateness_seconds", "idle_close_seconds", "tfdv_checks", "collector_metrics_port", "webhook_urls", "slack_webhook_url", "pagerduty_routing_key"),
     ),
     "monitor": (cmd_monitor, "Serve the monitor API: /windows, /findings, /alerts, /metrics, /healthz.", ("state_dir", "monitor_host", "monitor_port")),
     "demo": (

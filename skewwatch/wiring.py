@@ -38,8 +38,14 @@ def build_collector(settings: Settings) -> tuple[Collector, Callable[[], None]]:
             key.model_name, key.model_version, datetime.fromtimestamp(key.start_ms / 1000, tz=timezone.utc)
         ),
     )
+    tfdv_checks = None
+    if settings.tfdv_checks:
+        from collectors.tfdv_checks import TfdvChecks  # TensorFlow is loaded only on this path
+
+        tfdv_checks = TfdvChecks(baselines)
     processor = WindowProcessor(
-        baselines=baselines, config=config, store=store, alert_manager=alert_manager, dispatcher=dispatcher
+        baselines=baselines, config=config, store=store, alert_manager=alert_manager, dispatcher=dispatcher,
+        tfdv_checks=tfdv_checks,
     )
 
     def close() -> None:

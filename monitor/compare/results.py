@@ -42,10 +42,13 @@ class TestName(StrEnum):
     # the core runs without TFDV), decided like every other result.
     JSD_TFDV = "jsd_tfdv"
     LINF_TFDV = "linf_tfdv"
+    # TFDV's schema checks (types, domains, ranges, presence) on a window: the collector's
+    # optional TFDV step (collectors/tfdv_checks.py); effect = number of anomaly reasons.
+    TFDV_SCHEMA = "tfdv_schema"
 
 
 #: Tests whose results come from an adapter rather than from :data:`monitor.compare.REGISTRY`.
-ADAPTER_TESTS: frozenset[TestName] = frozenset({TestName.JSD_TFDV, TestName.LINF_TFDV})
+ADAPTER_TESTS: frozenset[TestName] = frozenset({TestName.JSD_TFDV, TestName.LINF_TFDV, TestName.TFDV_SCHEMA})
 
 
 def _finite(name: str, value: float) -> float:
