@@ -5,7 +5,7 @@ Rule (per result of one window):
 1. **Statistical gate.** All p-values of the window (features x tests) are adjusted
    together with Benjamini-Hochberg (1995): ``q_(i) = min_{j>=i} p_(j) m / j``. A result
    with a p-value passes when ``q <= bh_level``. A result *without* a p-value (wasserstein,
-   psi, jsd, linf, psi_categorical, unseen_share, jsd_tfdv, linf_tfdv) passes when both samples have at least
+   psi, jsd, linf, psi_categorical, jsd_tfdv, linf_tfdv) passes when both samples have at least
    ``min_count`` values, because a distance alone is noisy on small samples (measured with
    no change, 20,000-row reference, KLL k=200: 99th percentile of wasserstein 0.12 baseline
    sd at 500 rows, 0.09 at 1,000, 0.06 at 2,000; psi, jsd and linf stay below half their

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scipy import special
+
 from monitor.compare.results import TestName, TestResult
 from monitor.compare.shares import chi2_sf, psi_from_shares
 from monitor.compare.views import CategoricalInput, CategoricalView, categorical_view
@@ -135,8 +137,14 @@ def psi_categorical(*, reference: CategoricalInput, current: CategoricalInput) -
 def unseen_share(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:
     """Share of the current non-missing values whose value the reference never saw.
 
-    share = sum_{v not in ref} n_cur(v) / n_cur; statistic = effect = share, no p-value.
-    details: "distinct" (number of unseen values) and "top" (the most frequent one).
+    share = sum_{v not in ref} n_cur(v) / n_cur; statistic = effect = share.
+    p-value: one-sided binomial test of k unseen values among n_cur against the probability
+    the reference leaves for unseen values, its Good-Turing missing mass p0 = N1 / N (N1 values
+    seen exactly once among N), at least 0.5 / (N + 1): P(X >= k), X ~ Binomial(n_cur, p0).
+    A reference that saw every category many times leaves almost no room for a new one, so
+    even a few unseen values in a small window are significant (they alert only if their share
+    also reaches the floor).
+    details: "distinct" (number of unseen values), "top" (the most frequent one), "p0".
     When the reference summary is approximate, "unseen" means "not among the values it
     retained" (note says so); current values dropped by an approximate current summary
     are not counted.
@@ -145,10 +153,14 @@ def unseen_share(*, reference: CategoricalInput, current: CategoricalInput) -> T
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.UNSEEN_SHARE, r, c, "empty window")
     unseen = {k: n for k, n in c.counts.items() if k not in r.counts}
-    share = sum(unseen.values()) / c.count
-    details: tuple = (("distinct", float(len(unseen))),)
+    k = sum(unseen.values())
+    share = k / c.count
+    singletons = sum(1 for n in r.counts.values() if n == 1)
+    p0 = min(1.0, max(singletons / r.count, 0.5 / (r.count + 1)))
+    p_value = 1.0 if k == 0 else float(special.bdtrc(k - 1, c.count, p0))  # P(X >= k)
+    details: tuple = (("distinct", float(len(unseen))), ("p0", p0))
     if unseen:
-        details += (("top", max(unseen, key=lambda k: (unseen[k], k))),)
+        details += (("top", max(unseen, key=lambda key: (unseen[key], key))),)
     note = None if r.is_exact else "reference summary is approximate"
-    return TestResult(test=TestName.UNSEEN_SHARE, statistic=share, p_value=None, effect=share,
+    return TestResult(test=TestName.UNSEEN_SHARE, statistic=share, p_value=p_value, effect=share,
                       n_reference=r.count, n_current=c.count, details=details, note=note)

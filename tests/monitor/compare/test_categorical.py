@@ -92,6 +92,21 @@ def test_unseen_share():
     assert r.effect == pytest.approx(0.1) and r.statistic == r.effect
     assert r.detail("top") == "z" and r.detail("distinct") == 2
     assert r.note is None and r.n_current == 100 and r.computed
+    # no singleton in the reference: p0 = 0.5 / 21; P(X >= 10) for X ~ Binomial(100, p0)
+    p0 = 0.5 / 21
+    assert r.detail("p0") == pytest.approx(p0)
+    assert r.p_value == pytest.approx(stats.binom.sf(9, 100, p0), rel=1e-9)
+
+
+def test_unseen_share_p_value_follows_the_reference_missing_mass():
+    none_new = unseen_share(reference=cat({"a": 10, "b": 10}), current=cat({"a": 5, "b": 5}))
+    assert none_new.p_value == 1.0 and none_new.effect == 0.0
+    # a reference full of singletons expects new values: 3 unseen in 10 is then unremarkable
+    loose = unseen_share(reference=cat({str(i): 1 for i in range(20)}), current=cat({"x": 3, "0": 7}))
+    assert loose.detail("p0") == 1.0 and loose.p_value == pytest.approx(1.0)
+    # the same 3 in 10 against a reference that saw two values many times: significant
+    tight = unseen_share(reference=cat({"a": 500, "b": 500}), current=cat({"x": 3, "a": 7}))
+    assert tight.p_value == pytest.approx(stats.binom.sf(2, 10, 0.5 / 1001), rel=1e-9) and tight.p_value < 1e-6
 
 
 def test_approximate_summaries_fold_dropped_values_into_other():

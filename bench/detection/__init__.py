@@ -1,0 +1,1 @@
+"""Helpers of bench/bench_detection.py: the stream generator, the detectors, the floors."""
