@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     serve_port: int = Field(8500, ge=0, le=65535)
     log_sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="Share of requests logged to Kafka.")
     log_queue_size: int = Field(10_000, gt=0, description="Bounded in-memory queue of records awaiting Kafka.")
+    ab_weights: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='A/B split per model as JSON, e.g. {"bikeshare": {"20261126T050102Z": 0.9, "20261127T061500Z": 0.1}}; '
+        "weights are normalised; models not listed send everything to their latest version.",
+    )
+    route_key_header: str = Field("X-Skewwatch-Route-Key", description="Request header whose value keeps a caller on one A/B version.")
+    sidecar_upstream: str | None = Field(None, description="Model server the sidecar proxies to: http(s)://host[:port][/base].")
 
     # Monitor API
     monitor_host: str = "127.0.0.1"

@@ -2,11 +2,16 @@
 
 Routes (``{name}`` and ``{version}`` as in TF Serving):
 
-- ``POST /v1/models/{name}:predict`` (latest version) and
-  ``POST /v1/models/{name}/versions/{version}:predict``: body ``{"instances": [{...}, ...]}``,
-  answer ``{"predictions": [float, ...], "model_version": "..."}``. Optional headers
-  ``X-Event-Time`` (RFC 3339, the record's event time; default now, UTC) and
-  ``X-Request-Id`` (default a uuid4; echoed back in the response header).
+- ``POST /v1/models/{name}:predict`` (routed: see :mod:`serving.routing`) and
+  ``POST /v1/models/{name}/versions/{version}:predict`` (pinned): body in TF Serving's row
+  format ``{"instances": [{...}, ...]}``, answered ``{"predictions": [float, ...],
+  "model_version": "..."}``, or its columnar format ``{"inputs": {feature: [...]}}``,
+  answered ``{"outputs": [float, ...], "model_version": "..."}``. Optional headers
+  ``X-Event-Time`` (RFC 3339, the record's event time; default now, UTC),
+  ``X-Request-Id`` (default a uuid4; echoed back in the response header) and the route
+  key header (``X-Skewwatch-Route-Key``: requests with one key always reach the same
+  version of an A/B split; default the request id). The version that answered is in the
+  body's ``model_version``, the ``X-Model-Version`` response header and the logged record.
 - ``GET /v1/models/{name}`` and ``GET /v1/models/{name}/versions/{version}``: version status;
   ``GET /v1/models/{name}/metadata``: the features the model takes; ``GET /v1/models``.
 - ``GET /healthz`` and ``GET /metrics`` (Prometheus text, per-app registry).
@@ -22,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 import orjson
 from fastapi import FastAPI, Request
@@ -36,13 +41,21 @@ from monitor.settings import Settings
 from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from serving.models import ModelNotFoundError, ModelRegistry
 from serving.publisher import PredictionLogger
-from serving.validation import DEFAULT_MAX_INSTANCES, parse_event_time, parse_instances, parse_request_id
+from serving.routing import ROUTE_KEY_HEADER, RouteReason, build_router
+from serving.validation import (
+    DEFAULT_MAX_INSTANCES,
+    InputFormat,
+    parse_event_time,
+    parse_predict_request,
+    parse_request_id,
+)
 
-__all__ = ["create_app"]
+__all__ = ["MODEL_VERSION_HEADER", "create_app"]
 
 log = logging.getLogger(__name__)
 
 _PREDICT = "predict"
+MODEL_VERSION_HEADER = "X-Model-Version"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -68,8 +81,14 @@ def create_app(
     *,
     max_instances: int = DEFAULT_MAX_INSTANCES,
     close_logger_timeout: float | None = None,
+    ab_weights: Mapping[str, Mapping[str, float]] | None = None,
+    route_key_header: str = ROUTE_KEY_HEADER,
 ) -> FastAPI:
     """Build the serving app; all state lives in the arguments and this closure.
+
+    ``ab_weights`` (``{model: {version: weight}}``) splits each listed model's traffic
+    across its versions; it is checked against ``registry`` here, so a model or version
+    that does not exist raises :class:`~monitor.errors.ConfigError` at start-up.
 
     With ``close_logger_timeout`` set, the app's lifespan shutdown closes ``logger`` (flushing
     for at most that many seconds): the server process uses it, because uvicorn re-raises
@@ -82,8 +101,12 @@ def create_app(
         if close_logger_timeout is not None:
             await run_in_threadpool(logger.close, close_logger_timeout)
 
+    router = build_router(ab_weights, registry.versions)
+    key_header = route_key_header.lower()
+    gone: set[tuple[str, str | None]] = set()
     app = FastAPI(title="skewwatch serving", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     metrics = ServingMetrics(logger)
+    app.state.router = router
     app.state.settings = settings
     app.state.registry = registry
     app.state.logger = logger
@@ -108,13 +131,24 @@ def create_app(
             metrics.observe(model="", version="", code=404, seconds=time.perf_counter() - started, instances=0)
             return response
         try:
-            served = await run_in_threadpool(registry.get, name, version)
-            labels = (served.name, served.version)
             event_time = parse_event_time(request.headers.get("x-event-time"))
             request_id = parse_request_id(request.headers.get("x-request-id"))
+            route = router.route(model=name, pinned=version, key=request.headers.get(key_header) or request_id)
+            try:
+                served = await run_in_threadpool(registry.get, name, route.version)
+            except ModelNotFoundError:
+                if route.reason is not RouteReason.SPLIT:
+                    raise
+                # a weighted version deleted from disk after start-up: answer with the latest
+                if (name, route.version) not in gone:  # once, not per request
+                    gone.add((name, route.version))
+                    log.warning("model %s version %s (A/B split) is gone; routing its share to the latest", name, route.version)
+                served = await run_in_threadpool(registry.get, name, None)
+            labels = (served.name, served.version)
             body = await request.body()
             # validating thousands of instances takes milliseconds: keep it off the event loop too
-            instances = await run_in_threadpool(parse_instances, body, served.specs, max_instances=max_instances)
+            parsed = await run_in_threadpool(parse_predict_request, body, served.specs, max_instances=max_instances)
+            instances = parsed.instances
             predictions = await run_in_threadpool(served.predict, instances)
             logger.log(
                 PredictionRecord(
@@ -126,9 +160,10 @@ def create_app(
                     predictions=tuple(predictions),
                 )
             )
+            key = "outputs" if parsed.format is InputFormat.COLUMNAR else "predictions"
             response = _json(
-                {"predictions": predictions, "model_version": served.version},
-                headers={"X-Request-Id": request_id},
+                {key: predictions, "model_version": served.version},
+                headers={"X-Request-Id": request_id, MODEL_VERSION_HEADER: served.version},
             )
         except ModelNotFoundError as exc:
             response = _error(404, str(exc))

@@ -20,12 +20,14 @@ from prometheus_client.registry import Collector
 
 from serving.publisher import PredictionLogger
 
-__all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "LoggerCollector", "ServingMetrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _LoggerCollector(Collector):
+class LoggerCollector(Collector):
+    """Exposes a :class:`PredictionLogger`'s counters, read at scrape time."""
+
     def __init__(self, logger: PredictionLogger) -> None:
         self._logger = logger
 
@@ -71,7 +73,7 @@ class ServingMetrics:
             ("model", "version"),
             registry=self.registry,
         )
-        self.registry.register(_LoggerCollector(logger))
+        self.registry.register(LoggerCollector(logger))
 
     def observe(self, *, model: str, version: str, code: int, seconds: float, instances: int) -> None:
         self.requests.labels(model, version, str(code)).inc()

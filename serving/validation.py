@@ -3,9 +3,15 @@
 Every rejection raises a :mod:`monitor.errors` error whose message names the field (and the
 instance index), which the app turns into a 400 ``{"error": ...}``:
 
-- the body must be a JSON object ``{"instances": [{feature: value, ...}, ...]}`` (TF
-  Serving row format); ``signature_name`` may be given and must be ``serving_default``;
-- ``instances`` must be a non-empty list of at most ``max_instances`` objects;
+- the body must be a JSON object in one of TF Serving's two REST formats: rows,
+  ``{"instances": [{feature: value, ...}, ...]}``, or columns,
+  ``{"inputs": {feature: [value, ...], ...}}`` (one list per feature, all of one length;
+  row ``i`` is built from the ``i``-th value of every list). Not both. ``signature_name``
+  may be given and must be ``serving_default``;
+- ``instances`` must be a non-empty list of at most ``max_instances`` objects; ``inputs``
+  an object of equal-length, non-empty lists of at most ``max_instances`` values, with
+  exactly the model's features as keys (errors name the feature, and the row index as
+  ``instance``);
 - every instance carries exactly the model's features: a missing or an unknown feature
   is rejected;
 - numeric features take JSON numbers (not booleans, not strings, finite); an ``int``
@@ -15,7 +21,8 @@ instance index), which the app turns into a 400 ``{"error": ...}``:
   out-of-vocabulary bucket, like ``""``). There is no coercion: a number for a categorical
   feature is rejected, so ``"1"`` and ``1`` can never silently mean the same category.
 
-The instances are returned exactly as received; they are what the prediction log records.
+The instances are returned exactly as received (columns pivoted into rows, values
+untouched); they are what the prediction log records.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any, Sequence
 
 import orjson
@@ -34,7 +43,11 @@ from monitor.schema import FeatureSpec
 __all__ = [
     "DEFAULT_MAX_INSTANCES",
     "MAX_REQUEST_ID_LENGTH",
+    "InputFormat",
+    "PredictRequest",
+    "parse_predict_request",
     "parse_instances",
+    "rows_from_columns",
     "check_instance",
     "parse_event_time",
     "parse_request_id",
@@ -65,28 +78,50 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def parse_instances(
-    body: bytes, specs: Sequence[FeatureSpec], *, max_instances: int = DEFAULT_MAX_INSTANCES
-) -> tuple[dict[str, Any], ...]:
-    """Parse and validate a predict body; return the instances as received."""
+class InputFormat(str, Enum):
+    """The TF Serving REST request format a predict body used; the answer mirrors it."""
+
+    ROW = "row"  # {"instances": [...]} -> {"predictions": [...]}
+    COLUMNAR = "columnar"  # {"inputs": {...}} -> {"outputs": [...]}
+
+
+@dataclass(frozen=True, slots=True)
+class PredictRequest:
+    """A validated predict body: the instances as rows, and the format they came in."""
+
+    instances: tuple[dict[str, Any], ...]
+    format: InputFormat
+
+
+def _load_body(body: bytes) -> dict[str, Any]:
     if not body or not body.strip():
-        raise SchemaError('request body is empty; expected JSON {"instances": [...]}', feature="body")
+        raise SchemaError('request body is empty; expected JSON {"instances": [...]} or {"inputs": {...}}', feature="body")
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise SchemaError(f"request body is not valid JSON ({exc})", feature="body") from None
     if not isinstance(obj, dict):
         raise SchemaError(f'must be a JSON object {{"instances": [...]}}, got {_describe(obj)}', feature="body")
-    if "inputs" in obj:
-        raise SchemaError('the columnar "inputs" format is not supported; send row-format "instances"', feature="inputs")
-    extra = sorted(set(obj) - {"instances", "signature_name"})
+    return obj
+
+
+def parse_predict_request(
+    body: bytes, specs: Sequence[FeatureSpec], *, max_instances: int = DEFAULT_MAX_INSTANCES
+) -> PredictRequest:
+    """Parse and validate a predict body in the row or the columnar format."""
+    obj = _load_body(body)
+    if "instances" in obj and "inputs" in obj:
+        raise SchemaError('send either "instances" (rows) or "inputs" (columns), not both', feature="inputs")
+    extra = sorted(set(obj) - {"instances", "inputs", "signature_name"})
     if extra:
-        raise SchemaError(f"unknown top-level key(s) {extra}; expected 'instances'", feature=extra[0])
+        raise SchemaError(f"unknown top-level key(s) {extra}; expected 'instances' or 'inputs'", feature=extra[0])
     signature = obj.get("signature_name", "serving_default")
     if signature != "serving_default":
         raise SchemaError(f"only 'serving_default' is served, got {signature!r}", feature="signature_name")
+    if "inputs" in obj:
+        return PredictRequest(_columnar_instances(obj["inputs"], specs, max_instances), InputFormat.COLUMNAR)
     if "instances" not in obj:
-        raise SchemaError("is required", feature="instances")
+        raise SchemaError('is required (or the columnar "inputs")', feature="instances")
     instances = obj["instances"]
     if not isinstance(instances, list):
         raise SchemaError(f"must be a list of objects, got {_describe(instances)}", feature="instances")
@@ -96,7 +131,62 @@ def parse_instances(
         raise SchemaError(f"has {len(instances)} entries, more than the limit of {max_instances}", feature="instances")
     for index, instance in enumerate(instances):
         check_instance(instance, specs, index)
-    return tuple(instances)
+    return PredictRequest(tuple(instances), InputFormat.ROW)
+
+
+def parse_instances(
+    body: bytes, specs: Sequence[FeatureSpec], *, max_instances: int = DEFAULT_MAX_INSTANCES
+) -> tuple[dict[str, Any], ...]:
+    """Parse and validate a predict body (either format); return the instances as rows."""
+    return parse_predict_request(body, specs, max_instances=max_instances).instances
+
+
+def rows_from_columns(inputs: Any, *, max_instances: int | None = None) -> tuple[dict[str, Any], ...]:
+    """Pivot TF Serving columnar ``inputs`` (``{name: [v0, v1, ...]}``) into row objects.
+
+    Knows no feature specs (the sidecar uses it for any model): it only checks the shape,
+    an object of non-empty lists of one length (at most ``max_instances``).
+    """
+    if not isinstance(inputs, dict):
+        raise SchemaError(
+            f"must be an object of named feature columns {{feature: [values...]}}, got {_describe(inputs)}",
+            feature="inputs",
+        )
+    if not inputs:
+        raise SchemaError("must name at least one feature", feature="inputs")
+    length: int | None = None
+    first = ""
+    for name, column in inputs.items():
+        if not isinstance(column, list):
+            raise SchemaError(f"column must be a list of values (one per instance), got {_describe(column)}", feature=name)
+        if length is None:
+            length, first = len(column), name
+        elif len(column) != length:
+            raise SchemaError(f"column has {len(column)} values but column {first!r} has {length}", feature=name)
+    if not length:
+        raise SchemaError("columns must not be empty", feature="inputs")
+    if max_instances is not None and length > max_instances:
+        raise SchemaError(f"columns have {length} values, more than the limit of {max_instances}", feature="inputs")
+    names = list(inputs)
+    columns = [inputs[n] for n in names]
+    return tuple(dict(zip(names, values)) for values in zip(*columns))
+
+
+def _columnar_instances(
+    inputs: Any, specs: Sequence[FeatureSpec], max_instances: int
+) -> tuple[dict[str, Any], ...]:
+    if isinstance(inputs, dict):
+        known = [s.name for s in specs]
+        for key in inputs:
+            if key not in known:
+                raise SchemaError(f"unknown feature (the model takes {sorted(known)})", feature=key)
+        for name in known:
+            if name not in inputs:
+                raise SchemaError("missing feature column", feature=name)
+    rows = rows_from_columns(inputs, max_instances=max_instances)
+    for index, row in enumerate(rows):
+        check_instance(row, specs, index)
+    return rows
 
 
 def check_instance(instance: Any, specs: Sequence[FeatureSpec], index: int) -> None:

@@ -8,6 +8,7 @@ inside each verb, so ``skewwatch collect`` never imports TensorFlow.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -15,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from monitor.errors import SkewwatchError
+from monitor.errors import ConfigError, SkewwatchError
 from monitor.settings import Settings, load_settings
 
 __all__ = ["main", "build_parser", "VERBS"]
@@ -30,6 +31,16 @@ def _boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
 def _add_settings_options(parser: argparse.ArgumentParser, *fields: str) -> None:
     """Expose Settings fields as options; help names the environment variable and the default."""
     for name in fields:
@@ -40,6 +51,8 @@ def _add_settings_options(parser: argparse.ArgumentParser, *fields: str) -> None
         kind: Callable[[str], Any] = str
         if annotation is bool:
             kind = _boolean
+        elif getattr(annotation, "__origin__", None) is dict:
+            kind = _json_object
         elif annotation in (int,):
             kind = int
         elif annotation in (float,):
@@ -133,6 +146,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sidecar(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.sidecar import run
+
+    if not settings.sidecar_upstream:
+        raise ConfigError("give the model server to proxy: --sidecar-upstream URL (or --upstream)", field="sidecar_upstream")
+    run(settings, settings.sidecar_upstream)
+    return 0
+
+
 def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.api.server import run
 
@@ -164,7 +186,13 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
     "serve": (
         cmd_serve,
         "Serve the bundles over TF Serving-compatible REST and log predictions to Kafka.",
-        (*_KAFKA, "models_dir", "serve_host", "serve_port", "log_sample_rate", "log_queue_size"),
+        (*_KAFKA, "models_dir", "serve_host", "serve_port", "log_sample_rate", "log_queue_size", "ab_weights",
+         "route_key_header"),
+    ),
+    "sidecar": (
+        cmd_sidecar,
+        "Reverse-proxy any TF Serving-style REST model server and log its predictions to Kafka.",
+        (*_KAFKA, "sidecar_upstream", "serve_host", "serve_port", "log_sample_rate", "log_queue_size"),
     ),
     "collect": (
         cmd_collect,
@@ -203,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--model-name", default="bikeshare", help="Registry name of the model.")
             sub.add_argument("--seed", type=int, default=0, help="Random seed.")
             add_train_options(sub)
+        if verb == "sidecar":
+            sub.add_argument("--upstream", dest="sidecar_upstream", default=None, help="Same as --sidecar-upstream.")
         if verb == "models":
             sub.add_argument("action", nargs="?", choices=["list"], default="list", help="What to do (list).")
         if verb == "demo":

@@ -1,6 +1,9 @@
 """Shared fixtures: one small real bundle trained once per test session, raw request rows."""
 
 import csv
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,50 @@ def unreachable_logger():
     logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.3).start()
     yield logger
     logger.close(timeout=0)
+
+
+@contextmanager
+def serve_in_thread(app, **config):
+    """Run ``app`` under a real uvicorn server on a free loopback port; yield its base URL."""
+    import uvicorn
+
+    from skewwatch.broker import free_port
+
+    port = free_port()
+    options = {"log_level": "warning", "lifespan": "on", "access_log": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn exited before it started")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("uvicorn did not start in time")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def serve():
+    """``with serve(app) as base_url:`` runs ``app`` under uvicorn in a thread."""
+    return serve_in_thread
+
+
+@pytest.fixture(scope="session")
+def wait_until():
+    return wait_for

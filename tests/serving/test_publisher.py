@@ -173,3 +173,28 @@ def test_a_broker_lost_after_start_up_fills_the_bounded_queue_instead_of_memory(
     # close gives up on the dead broker: what Kafka still held is aborted and counted as errors
     assert (final.sent, final.in_flight, final.queue_depth) == (5, 0, 0)
     assert final.sent + final.send_errors + final.dropped_on_close + final.dropped_queue_full == 20
+
+
+@pytest.mark.broker
+def test_a_lost_broker_failing_many_records_at_once_is_reported_once_not_per_record(tmp_path, caplog):
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    try:
+        ensure_topic(broker.bootstrap_servers, "flood", partitions=1)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="flood", log_queue_size=500)
+        logger = PredictionLogger(settings).start()
+        assert logger.log(_record(0))
+        _wait_for(lambda: logger.stats().sent == 1, 30, "the first record to be acknowledged")
+    finally:
+        broker.stop()
+    try:
+        assert all(logger.log(_record(i)) for i in range(1, 301))
+        _wait_for(lambda: logger.stats().in_flight == 300, 30, "300 records handed to Kafka, unacknowledged")
+    finally:
+        with caplog.at_level("INFO", logger="serving.publisher"):
+            final = logger.close(timeout=0.5)
+    assert final.send_errors == 300
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "failed delivery" in m]) == 1  # the first failure; the burst is counted
+    assert any("300 send errors" in m for m in messages)  # ... and totalled when the logger closes

@@ -74,7 +74,7 @@ def test_non_finite_floats_are_rejected_when_given_as_values():
         (b"{}", "instances", "is required"),
         (b'{"instances": []}', "instances", "must not be empty"),
         (b'{"instances": {"temp": 1}}', "instances", "must be a list"),
-        (b'{"inputs": {"temp": [1]}}', "inputs", "columnar"),
+        (b'{"inputs": {"temp": [1]}, "instances": []}', "inputs", "not both"),
         (b'{"instances": [], "extra": 1}', "extra", "unknown top-level"),
         (b'{"instances": [], "signature_name": "other"}', "signature_name", "serving_default"),
     ],

@@ -1,0 +1,305 @@
+"""The sidecar proxy in front of real upstreams over real sockets (uvicorn in threads)."""
+
+import re
+import socket
+import subprocess
+import sys
+
+import httpx
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from monitor.bundle import resolve_bundle
+from monitor.errors import ConfigError
+from monitor.record import decode_record
+from monitor.settings import Settings
+from serving.app import create_app
+from serving.models import ModelRegistry
+from serving.publisher import PredictionLogger
+from serving.sidecar import create_sidecar_app
+
+UNREACHABLE = "127.0.0.1:1"
+PLAIN = {"server_header": False, "date_header": False}  # how build_sidecar_server configures uvicorn
+
+
+def _logger(**settings) -> PredictionLogger:
+    return PredictionLogger(Settings(**{"kafka_bootstrap_servers": UNREACHABLE, **settings}))
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
+        if m and all(dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or "")).get(k) == v for k, v in labels.items()):
+            return float(m.group(2))
+    return 0.0
+
+
+def _headers(response: httpx.Response, *skip: str) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in response.headers.multi_items() if k not in ("date", *skip)]
+
+
+@pytest.fixture(scope="module")
+def bundle(models_dir):
+    return resolve_bundle(models_dir, "bikeshare")
+
+
+@pytest.fixture(scope="module")
+def upstream(models_dir, serve):
+    """Our serving app on a real socket (its own log goes nowhere: an unreachable broker)."""
+    logger = _logger()
+    with serve(create_app(Settings(), ModelRegistry(models_dir), logger)) as base:
+        yield base
+    logger.close(timeout=0)
+
+
+def _columns(rows):
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+# -- transparent, and the same records as the service itself ----------------------------------
+
+
+@pytest.mark.broker
+def test_responses_are_byte_identical_and_the_records_equal_the_services_own(models_dir, bundle, raw_rows, tmp_path,
+                                                                           serve, wait_until):
+    from kafka import KafkaConsumer
+
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    v = bundle.model_version
+    when = {"X-Event-Time": "2012-03-01T08:00:00.250+01:00"}
+    exchanges = [  # (method, path, body, headers, logged by the sidecar)
+        ("POST", "/v1/models/bikeshare:predict", {"instances": raw_rows[-3:]}, {**when, "X-Request-Id": "rows"}, True),
+        ("POST", "/v1/models/bikeshare%3Apredict", {"inputs": _columns(raw_rows[:5])}, {**when, "X-Request-Id": "cols"}, True),
+        ("POST", f"/v1/models/bikeshare/versions/{v}:predict", {"instances": raw_rows[5:6]}, {**when, "X-Request-Id": "pin"}, True),
+        ("POST", "/v1/models/bikeshare:predict", {"instances": raw_rows[:1]}, {"X-Request-Id": "now"}, True),
+        ("POST", "/v1/models/bikeshare:predict", {"instances": [{"temp": "warm"}]}, {"X-Request-Id": "bad"}, False),
+        ("POST", "/v1/models/bikeshare:predict", {"instances": raw_rows[:1]}, {"X-Event-Time": "yesterday"}, False),
+        ("POST", "/v1/models/nope:predict", {"instances": raw_rows[:1]}, {"X-Request-Id": "nope"}, False),
+        ("POST", "/v1/models/bikeshare:classify", {"instances": raw_rows[:1]}, {}, False),
+        ("GET", "/v1/models/bikeshare", None, {}, False),
+        ("GET", f"/v1/models/bikeshare/versions/{v}?x=1", None, {}, False),
+        ("GET", "/v1/models/bikeshare/metadata", None, {}, False),
+        ("GET", "/v1/models", None, {}, False),
+        ("DELETE", "/v1/models", None, {}, False),
+    ]
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        for topic in ("direct", "tee"):
+            ensure_topic(broker.bootstrap_servers, topic, partitions=1)
+        direct = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="direct")
+        tee = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="tee")
+        with PredictionLogger(direct) as service_log, PredictionLogger(tee) as sidecar_log:
+            with serve(create_app(direct, ModelRegistry(models_dir), service_log)) as up:
+                with serve(create_sidecar_app(up, sidecar_log), **PLAIN) as side:
+                    for method, path, body, headers, _ in exchanges:
+                        content = None if body is None else orjson.dumps(body)
+                        a = httpx.request(method, up + path, content=content, headers=headers, timeout=30)
+                        b = httpx.request(method, side + path, content=content, headers=headers, timeout=30)
+                        assert (b.status_code, b.content) == (a.status_code, a.content), path
+                        skip = () if "X-Request-Id" in headers else ("x-request-id",)  # generated per call
+                        assert _headers(b, *skip) == _headers(a, *skip), path
+                        assert b.headers.get("server") == "uvicorn"  # the upstream's, once
+                    logged = sum(e[-1] for e in exchanges)
+                    # every good predict reached the service twice (direct and through the sidecar)
+                    wait_until(lambda: service_log.stats().sent == 2 * logged, 30, "the service's records")
+                    wait_until(lambda: sidecar_log.stats().sent == logged, 30, "the sidecar's records")
+                    metrics = httpx.get(side + "/_skewwatch/metrics").text
+                    health = httpx.get(side + "/_skewwatch/healthz").json()
+        records = {}
+        for topic in ("direct", "tee"):
+            consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap_servers, group_id=topic,
+                                     auto_offset_reset="earliest", max_poll_interval_ms=6000, session_timeout_ms=6000)
+            got = records[topic] = []
+            want = 2 * logged if topic == "direct" else logged
+            wait_until(lambda: got.extend(decode_record(m.value) for ms in consumer.poll(200).values() for m in ms)
+                       or len(got) >= want, 30, f"{want} records on {topic}")
+            consumer.close()
+    assert health["status"] == "ok" and health["prediction_log"]["connected"] is True
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="queued") == logged
+    assert _metric(metrics, "skewwatch_sidecar_requests_total", kind="predict", code="400") == 2
+    assert _metric(metrics, "skewwatch_sidecar_requests_total", kind="predict", code="404") == 1
+    tee_records = {r.request_id: r for r in records["tee"]}
+    assert set(tee_records) == {"rows", "cols", "pin", "now"}
+    service = {}
+    for r in records["direct"]:
+        service.setdefault(r.request_id, []).append(r)
+    for rid in ("rows", "cols", "pin"):
+        assert service[rid] == [tee_records[rid]] * 2  # the sidecar's record is the service's own
+    assert list(tee_records["rows"].instances) == raw_rows[-3:]  # raw: nulls stay null
+    assert list(tee_records["cols"].instances) == raw_rows[:5]  # columns pivoted into rows
+    assert tee_records["pin"].model_version == v
+    now_direct, now_tee = service["now"][1], tee_records["now"]  # the second is the sidecar's call
+    assert (now_tee.instances, now_tee.predictions, now_tee.model_version) == (
+        now_direct.instances, now_direct.predictions, now_direct.model_version)
+    assert abs((now_tee.event_time - now_direct.event_time).total_seconds()) < 60
+
+
+# -- forwarding fidelity ----------------------------------------------------------------------
+
+
+async def _echo(scope, receive, send):
+    """An upstream that answers 201 with what it received, two cookies and a header of its own."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    payload = {
+        "method": scope["method"],
+        "raw_path": scope["raw_path"].decode(),
+        "query": scope["query_string"].decode(),
+        "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+        "body": body.hex(),
+    }
+    headers = [(b"content-type", b"application/json"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"),
+               (b"x-upstream", b"echo")]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    await send({"type": "http.response.body", "body": orjson.dumps(payload)})
+
+
+def test_method_raw_path_query_headers_and_body_are_forwarded_unchanged(serve):
+    logger = _logger()
+    try:
+        with serve(_echo, lifespan="off", **PLAIN) as up, serve(create_sidecar_app(up + "/base/", logger), **PLAIN) as side:
+            port = up.rsplit(":", 1)[1]
+            with httpx.Client(timeout=30) as client:
+                r = client.request(
+                    "PATCH", side + "/v1/a%2Fb%3Ax/c?q=1%2F2&q=3", content=b"\x00binary\xff",
+                    headers={"X-Custom": "one", "Connection": "keep-alive, X-Hop", "X-Hop": "secret",
+                             "User-Agent": "skewwatch-test/1"},
+                )
+                echoed = client.post(side + "/v1/models/echo:predict", json={"instances": [{"a": 1}]}).json()
+                metrics = client.get(side + "/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    assert r.status_code == 201
+    assert r.headers.get_list("set-cookie") == ["a=1", "b=2"] and r.headers["x-upstream"] == "echo"
+    assert "server" not in r.headers and "date" not in r.headers  # the sidecar adds none of its own
+    got = r.json()
+    assert (got["method"], got["raw_path"], got["query"]) == ("PATCH", "/base/v1/a%2Fb%3Ax/c", "q=1%2F2&q=3")
+    assert bytes.fromhex(got["body"]) == b"\x00binary\xff"
+    headers = dict(got["headers"])
+    assert headers["x-custom"] == "one" and headers["user-agent"] == "skewwatch-test/1"
+    assert headers["host"] == f"127.0.0.1:{port}"
+    assert "x-hop" not in headers  # named by Connection: hop-by-hop, not forwarded
+    assert echoed["raw_path"] == "/base/v1/models/echo:predict"
+    assert "cookie" not in dict(echoed["headers"])  # the upstream's cookies are not kept by the proxy
+    # a 2xx predict whose answer has no predictions is proxied, counted, and not logged
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="not_loggable") == 1
+    assert _metric(metrics, "skewwatch_sidecar_not_loggable_total", field="response_body") == 1
+    assert logger.stats().enqueued == 0
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def test_an_upstream_that_is_down_answers_502_and_a_silent_one_504(raw_rows):
+    from skewwatch.broker import free_port
+
+    logger = _logger()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (backlog) and never answers
+    try:
+        down = create_sidecar_app(f"http://127.0.0.1:{free_port()}", logger)
+        with TestClient(down) as c:
+            r = c.post("/v1/models/bikeshare:predict", json={"instances": raw_rows[:1]})
+            assert r.status_code == 502 and "unreachable" in r.json()["error"]
+            assert c.get("/v1/models").status_code == 502
+            assert c.get("/_skewwatch/healthz").status_code == 200
+        slow = create_sidecar_app(f"http://127.0.0.1:{silent.getsockname()[1]}", logger, timeout_s=0.5)
+        with TestClient(slow) as c:
+            r = c.post("/v1/models/bikeshare:predict", json={"instances": raw_rows[:1]})
+            assert r.status_code == 504 and "timed out" in r.json()["error"]
+    finally:
+        silent.close()
+        logger.close(timeout=0)
+    assert logger.stats().enqueued == 0
+
+
+@pytest.mark.parametrize("upstream", ["127.0.0.1:8500", "ftp://host/", "http://", "http://h:1/?q=1", ""])
+def test_a_bad_upstream_url_is_a_config_error(upstream):
+    with pytest.raises(ConfigError) as info:
+        create_sidecar_app(upstream, _logger())
+    assert info.value.field == "upstream"
+
+
+def test_no_broker_and_a_full_queue_never_fail_a_proxied_request(upstream, raw_rows, serve):
+    logger = _logger(log_queue_size=2).start()
+    try:
+        with serve(create_sidecar_app(upstream, logger), **PLAIN) as side, httpx.Client(base_url=side, timeout=30) as c:
+            codes = [c.post("/v1/models/bikeshare:predict", json={"instances": raw_rows[i:i + 2]}).status_code
+                     for i in range(5)]
+            assert c.post("/v1/models/bikeshare:predict", json={"inputs": {"temp": [1.0]}}).status_code == 400
+            metrics = c.get("/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    assert codes == [200] * 5
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="queued") == 2
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="dropped") == 3
+    assert _metric(metrics, "skewwatch_sidecar_requests_total", kind="predict", code="400") == 1
+    assert _metric(metrics, "skewwatch_prediction_log_dropped_queue_full_total") == 3
+    assert _metric(metrics, "skewwatch_prediction_log_connected") == 0
+
+
+def test_sampling_happens_before_parsing_and_follows_the_request_id(upstream, raw_rows, serve):
+    from serving.publisher import keep_in_sample
+
+    logger = _logger(log_sample_rate=0.5, log_queue_size=1000)
+    ids = [f"s-{i}" for i in range(40)]
+    try:
+        with serve(create_sidecar_app(upstream, logger), **PLAIN) as side, httpx.Client(base_url=side, timeout=30) as c:
+            for i, rid in enumerate(ids):
+                c.post("/v1/models/bikeshare:predict", json={"instances": [raw_rows[i]]}, headers={"X-Request-Id": rid})
+            metrics = c.get("/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    kept = sum(keep_in_sample(rid, 0.5) for rid in ids)
+    assert 0 < kept < len(ids)
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="queued") == kept
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="sampled_out") == len(ids) - kept
+
+
+def test_the_sidecar_process_never_imports_tensorflow():
+    code = ("import sys, serving.sidecar; "
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'tensorflow_data_validation') if m in sys.modules); "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_run_serves_until_sigterm_and_closes_the_logger(upstream, raw_rows, tmp_path, wait_until):
+    import os
+    import signal
+
+    from skewwatch.broker import free_port
+
+    port = free_port()
+    script = ("import logging, sys; logging.basicConfig(level=logging.INFO); from monitor.settings import load_settings; "
+              "from serving.sidecar import run; run(load_settings(), sys.argv[1])")
+    env = {**os.environ, "SKEWWATCH_SERVE_PORT": str(port), "KAFKA_BOOTSTRAP_SERVERS": UNREACHABLE}
+    err = tmp_path / "sidecar.log"
+    with err.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", script, upstream], env=env, stdout=fh, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, err.read_text()[-3000:]
+        try:
+            return httpx.get(base + "/_skewwatch/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(up, 60, "the sidecar to listen")
+        r = httpx.post(base + "/v1/models/bikeshare:predict", json={"instances": raw_rows[:2]}, timeout=30)
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    log = err.read_text()
+    assert "prediction log closed: 0 sent, 0 send errors, 0 dropped (queue full), 1 unsent at close" in log
