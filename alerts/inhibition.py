@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from alerts.alert import SEVERITY_RANK, Severity
-from alerts.protocols import FindingLike
+from monitor.decide import Finding
 
 __all__ = ["SCHEMA_TESTS", "Assessment", "assess", "finding_dict"]
 
@@ -33,7 +33,7 @@ def _safe(value: Any) -> Any:
     return value
 
 
-def finding_dict(finding: FindingLike, *, inhibited: bool = False) -> dict[str, Any]:
+def finding_dict(finding: Finding, *, inhibited: bool = False) -> dict[str, Any]:
     """A finding as a JSON-safe dict (non-finite floats become ``None``) plus ``inhibited``."""
     to_dict = getattr(finding, "to_dict", None)
     raw = dict(to_dict()) if callable(to_dict) else {k: getattr(finding, k) for k in _FIELDS}
@@ -43,12 +43,12 @@ def finding_dict(finding: FindingLike, *, inhibited: bool = False) -> dict[str, 
     return out
 
 
-def _severity(findings: Iterable[FindingLike]) -> Severity:
+def _severity(findings: Iterable[Finding]) -> Severity:
     rank = max((SEVERITY_RANK.get(f.verdict, 1) for f in findings), default=1)
     return "critical" if rank >= SEVERITY_RANK["critical"] else "warning"
 
 
-def _order(findings: Iterable[FindingLike]) -> list[FindingLike]:
+def _order(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-SEVERITY_RANK.get(f.verdict, 0), f.test))
 
 
@@ -60,7 +60,7 @@ class Assessment:
     inhibited: tuple[str, ...]  # test names
 
 
-def assess(alerting: Sequence[FindingLike]) -> Assessment:
+def assess(alerting: Sequence[Finding]) -> Assessment:
     """Order the alerting findings of one feature and mode, mark inhibited ones, pick the severity."""
     roots = _order(f for f in alerting if f.test in SCHEMA_TESTS)
     rest = _order(f for f in alerting if f.test not in SCHEMA_TESTS)

@@ -34,7 +34,8 @@ from typing import Any, Mapping, Sequence
 
 from alerts.alert import SEVERITY_RANK, Alert, Notification, fingerprint, parse_time
 from alerts.inhibition import assess, finding_dict
-from alerts.protocols import AlertStore, FindingLike
+from alerts.protocols import AlertStore
+from monitor.decide import Finding
 from alerts.silences import Silence, make_silence
 from alerts.summary import firing_summary, resolved_summary
 from monitor.errors import ConfigError, StatisticsError
@@ -128,7 +129,7 @@ class AlertManager:
 
     # -- transitions ------------------------------------------------------------------------
 
-    def observe(self, window: Any, findings: Sequence[FindingLike]) -> list[Notification]:
+    def observe(self, window: Any, findings: Sequence[Finding]) -> list[Notification]:
         """Apply one closed window's findings; return (and, with a notifier, send) notifications.
 
         ``window`` is a mapping or an object with ``model``, ``mode``, ``window_start``,
@@ -136,7 +137,7 @@ class AlertManager:
         """
         w = _window(window)
         model, mode, end = w.model, w.mode, w.end
-        groups: dict[str, list[FindingLike]] = {}
+        groups: dict[str, list[Finding]] = {}
         for i, f in enumerate(findings):
             if f.model != model or f.mode != mode:
                 raise StatisticsError(
@@ -179,7 +180,7 @@ class AlertManager:
         current: Alert | None,
         fp: str,
         feature: str,
-        alerting: list[FindingLike],
+        alerting: list[Finding],
         w: _Window,
     ) -> tuple[Alert, Notification | None]:
         found = assess(alerting)
@@ -219,7 +220,7 @@ class AlertManager:
         alert = replace(alert, notified_status="firing", notified_severity=alert.severity, last_notified_at=end)
         return alert, _notification("firing", alert, w)
 
-    def _heal(self, current: Alert, group: list[FindingLike], w: _Window) -> tuple[Alert, Notification | None]:
+    def _heal(self, current: Alert, group: list[Finding], w: _Window) -> tuple[Alert, Notification | None]:
         end = w.end
         healthy = current.healthy_windows + 1
         if healthy < self.resolve_after:

@@ -1,35 +1,14 @@
-"""What the alert lifecycle reads and writes, as typing-only protocols.
+"""What the alert lifecycle writes to, as a typing-only protocol.
 
-``FindingLike`` lists the attributes of ``monitor.decide.Finding`` the lifecycle uses, so the
-lifecycle depends on those attributes and nothing else. ``AlertStore`` is the part of
-``monitor.storage.Store`` that persists alert state.
+``AlertStore`` is the part of ``monitor.storage.Store`` that persists alert state. (Findings are
+``monitor.decide.Finding`` objects, used directly.)
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Protocol
 
-__all__ = ["FindingLike", "AlertStore"]
-
-
-class FindingLike(Protocol):
-    model: str
-    feature: str
-    test: str
-    mode: str
-    statistic: float
-    p_value: float | None
-    q_value: float | None
-    effect: float
-    floor: float
-    significant: bool
-    verdict: str
-    message: str
-
-    @property
-    def alerting(self) -> bool: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
+__all__ = ["AlertStore"]
 
 
 class AlertStore(Protocol):

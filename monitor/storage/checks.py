@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from monitor.errors import StatisticsError
-from monitor.storage.rows import VERDICTS, FindingLike
+from monitor.decide import Finding
+from monitor.storage.rows import VERDICTS
 
 __all__ = ["check_text", "check_count", "check_number", "check_limit", "check_choice", "finding_values"]
 
@@ -47,7 +48,7 @@ def check_choice(value: Any, choices: tuple[str, ...], field: str) -> str:
     return value
 
 
-def finding_values(f: FindingLike, i: int, model: str, mode: str) -> tuple[Any, ...]:
+def finding_values(f: Finding, i: int, model: str, mode: str) -> tuple[Any, ...]:
     where = f"findings[{i}]"
     if getattr(f, "model", None) != model:
         raise StatisticsError(f"{where}.model: {getattr(f, 'model', None)!r} does not match the window's {model!r}")

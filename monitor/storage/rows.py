@@ -24,7 +24,6 @@ __all__ = [
     "MODES",
     "VERDICTS",
     "ALERT_STATES",
-    "FindingLike",
     "AlertLike",
     "WindowRow",
     "FindingRow",
@@ -40,26 +39,6 @@ AlertState = Literal["firing", "resolved"]
 MODES: tuple[str, ...] = get_args(Mode)
 VERDICTS: tuple[str, ...] = get_args(Verdict)
 ALERT_STATES: tuple[str, ...] = ("firing", "resolved")
-
-
-class FindingLike(Protocol):
-    """The attributes of ``monitor.decide.Finding`` the store reads."""
-
-    model: str
-    feature: str
-    test: str
-    mode: str
-    statistic: float
-    p_value: float | None
-    q_value: float | None
-    effect: float
-    floor: float
-    significant: bool
-    verdict: str
-    message: str
-
-    @property
-    def alerting(self) -> bool: ...
 
 
 class AlertLike(Protocol):

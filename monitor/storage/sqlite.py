@@ -23,13 +23,13 @@ from types import TracebackType
 from typing import Any, Callable, Sequence
 
 from monitor.errors import StatisticsError
+from monitor.decide import Finding
 from monitor.storage.rows import (
     ALERT_STATES,
     MODES,
     VERDICTS,
     AlertLike,
     AlertRow,
-    FindingLike,
     FindingRow,
     ScoreRow,
     WindowRow,
@@ -131,7 +131,7 @@ class Store:
         rows: int,
         late_records: int,
         invalid_records: int,
-        findings: Sequence[FindingLike],
+        findings: Sequence[Finding],
     ) -> int:
         """Save one window and its findings in one transaction; return the window id.
 
