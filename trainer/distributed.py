@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence, get_args
 import numpy as np
 
 from monitor.bundle import Bundle
-from monitor.errors import ConfigError, SchemaError
+from monitor.errors import ConfigError
 from monitor.schema import FeatureSpec
 from trainer.hparams import HParams
 
@@ -179,13 +179,6 @@ def make_strategy(config: ClusterConfig | None, *, timeout_seconds: float | None
     return strategy
 
 
-def _target(df: Any, label: str, hp: HParams) -> np.ndarray:
-    y = df[label].to_numpy(dtype=np.float64)
-    if np.isnan(y).any() or (hp.log_target and (y < 0).any()):
-        raise SchemaError("label has missing or negative values", feature=label)
-    return (np.log1p(y) if hp.log_target else y).astype(np.float32).reshape(-1, 1)
-
-
 def fit_distributed(
     model: Any,
     fit_df: Any,
@@ -206,7 +199,7 @@ def fit_distributed(
     import keras
     import tensorflow as tf
 
-    from trainer.model import FitResult, to_model_inputs
+    from trainer.model import FitResult, to_model_inputs, training_target
 
     view = keras.Model(inputs=model.inputs, outputs=model.get_layer("head").output, name="bikeshare_train")
     variables = view.trainable_variables
@@ -217,9 +210,9 @@ def fit_distributed(
     def tensors(df: Any) -> dict[str, tf.Tensor]:
         return {k: tf.constant(v) for k, v in to_model_inputs({s.name: df[s.name] for s in specs}, specs).items()}
 
-    x_val, y_val = tensors(validation_df), tf.constant(_target(validation_df, label, hparams))
+    x_val, y_val = tensors(validation_df), tf.constant(training_target(validation_df, label, hparams))
     dataset = (
-        tf.data.Dataset.from_tensor_slices((tensors(fit_df), _target(fit_df, label, hparams)))
+        tf.data.Dataset.from_tensor_slices((tensors(fit_df), training_target(fit_df, label, hparams)))
         .shuffle(len(fit_df), seed=seed, reshuffle_each_iteration=True)
         .batch(hparams.batch_size)
     )

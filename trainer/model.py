@@ -38,6 +38,7 @@ __all__ = [
     "fit_model",
     "predict",
     "to_model_inputs",
+    "training_target",
     "vocabulary",
 ]
 
@@ -170,7 +171,8 @@ class FitResult:
     history: dict[str, list[float]]
 
 
-def _target(df: pd.DataFrame, label: str, hp: HParams) -> np.ndarray:
+def training_target(df: pd.DataFrame, label: str, hp: HParams) -> np.ndarray:
+    """The label as the model trains on it: ``log1p`` when ``hp.log_target``, float32 (n, 1)."""
     y = df[label].to_numpy(dtype=np.float64)
     if np.isnan(y).any() or (hp.log_target and (y < 0).any()):
         raise SchemaError("label has missing or negative values", feature=label)
@@ -193,7 +195,7 @@ def fit_model(
     train_view.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse")
     x_fit = _to_tensors(to_model_inputs({s.name: fit_df[s.name] for s in specs}, specs))
     x_val = _to_tensors(to_model_inputs({s.name: validation_df[s.name] for s in specs}, specs))
-    y_fit, y_val = _target(fit_df, label, hp), _target(validation_df, label, hp)
+    y_fit, y_val = training_target(fit_df, label, hp), training_target(validation_df, label, hp)
     fit_ds = (
         tf.data.Dataset.from_tensor_slices((x_fit, y_fit))
         .shuffle(len(fit_df), seed=seed, reshuffle_each_iteration=True)
