@@ -45,8 +45,8 @@ class LoggerCollector(Collector):
         for name, (value, doc) in counters.items():
             yield CounterMetricFamily(f"skewwatch_prediction_log_{name}", doc, value=value)
         yield GaugeMetricFamily("skewwatch_prediction_log_queue_depth", "Records waiting in the queue.", value=s.queue_depth)
-        yield GaugeMetricFamily("skewwatch_prediction_log_in_flight", "Records sent, not yet acknowledged.", value=s.in_flight)
-        yield GaugeMetricFamily("skewwatch_prediction_log_connected", "1 while a Kafka producer is up.", value=int(s.connected))
+        yield GaugeMetricFamily("skewwatch_prediction_log_in_flight", "Records handed to the Kafka producer, not yet acknowledged.", value=s.in_flight)
+        yield GaugeMetricFamily("skewwatch_prediction_log_connected", "1 while Kafka answers the prediction logger (0 once every broker is reported down).", value=int(s.connected))
 
 
 class ServingMetrics:

@@ -148,31 +148,61 @@ def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_p
 
 
 @pytest.mark.broker
-def test_a_broker_lost_after_start_up_fills_the_bounded_queue_instead_of_memory(tmp_path):
+def test_records_handed_to_kafka_are_capped_and_a_dead_broker_aborts_them_at_close(tmp_path):
     from skewwatch.broker import EmbeddedBroker, ensure_topic
 
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     try:
-        ensure_topic(broker.bootstrap_servers, "lost", partitions=1)
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="lost", log_queue_size=5)
-        logger = PredictionLogger(settings).start()
+        ensure_topic(broker.bootstrap_servers, "capped", partitions=1)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="capped", log_queue_size=5)
+        # a one-minute linger keeps handed-over records unacknowledged inside librdkafka
+        logger = PredictionLogger(settings, linger_ms=60_000).start()
+        _wait_for(lambda: logger.stats().connected, 30, "the logger to reach Kafka")
         assert all(logger.log(_record(i)) for i in range(5))
-        _wait_for(lambda: logger.stats().sent == 5, 30, "the first records to be acknowledged")
-    finally:
-        broker.stop()
-    try:
-        assert all(logger.log(_record(i)) for i in range(5, 10))
         _wait_for(lambda: logger.stats().in_flight == 5, 30, "five records handed to Kafka, unacknowledged")
         assert logger.stats().queue_depth == 0
-        results = [logger.log(_record(i)) for i in range(10, 20)]  # Kafka holds its cap: the queue fills
+        results = [logger.log(_record(i)) for i in range(5, 15)]  # Kafka holds its cap: the queue fills
         assert results == [True] * 5 + [False] * 5
+        time.sleep(0.1)  # a few drain ticks: nothing more may leave the queue
         stats = logger.stats()
-        assert (stats.sent, stats.in_flight, stats.queue_depth, stats.dropped_queue_full) == (5, 5, 5, 5)
+        assert (stats.sent, stats.in_flight, stats.queue_depth, stats.dropped_queue_full) == (0, 5, 5, 5)
     finally:
-        final = logger.close(timeout=1)
+        broker.stop()
+    final = logger.close(timeout=1)
     # close gives up on the dead broker: what Kafka still held is aborted and counted as errors
-    assert (final.sent, final.in_flight, final.queue_depth) == (5, 0, 0)
-    assert final.sent + final.send_errors + final.dropped_on_close + final.dropped_queue_full == 20
+    assert (final.sent, final.in_flight, final.queue_depth) == (0, 0, 0)
+    assert (final.send_errors, final.dropped_on_close, final.dropped_queue_full) == (5, 5, 5)
+
+
+@pytest.mark.broker
+def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_is_back(tmp_path):
+    from skewwatch.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
+    port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="back", log_queue_size=8)
+    logger = PredictionLogger(settings, backoff_initial_s=0.05, backoff_max_s=0.3).start()
+    try:
+        try:
+            assert all(logger.log(_record(i)) for i in range(3))
+            _wait_for(lambda: logger.stats().sent == 3, 30, "the first records to be acknowledged")
+        finally:
+            broker.stop()
+        _wait_for(lambda: not logger.stats().connected, 30, "the logger to notice the broker is gone")
+        results = [logger.log(_record(i)) for i in range(3, 13)]
+        assert results == [True] * 8 + [False] * 2  # bounded: the queue holds 8, the rest is counted
+        stats = logger.stats()
+        assert (stats.queue_depth, stats.in_flight, stats.dropped_queue_full) == (8, 0, 2)
+        with EmbeddedBroker(port=port, log_path=tmp_path / "tansu2.log") as again:
+            _wait_for(lambda: logger.stats().sent == 11, 60, "the queued records to be sent to the new broker")
+            final = logger.close(timeout=5)
+            messages = _consume(again.bootstrap_servers, "back", 8)
+    finally:
+        logger.close(timeout=0)
+    assert (final.send_errors, final.dropped_on_close, final.queue_depth) == (0, 0, 0)
+    assert [decode_record(m.value) for m in sorted(messages, key=lambda m: m.offset)] == [
+        _record(i) for i in range(3, 11)
+    ]
 
 
 @pytest.mark.broker
@@ -183,17 +213,14 @@ def test_a_lost_broker_failing_many_records_at_once_is_reported_once_not_per_rec
     try:
         ensure_topic(broker.bootstrap_servers, "flood", partitions=1)
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="flood", log_queue_size=500)
-        logger = PredictionLogger(settings).start()
-        assert logger.log(_record(0))
-        _wait_for(lambda: logger.stats().sent == 1, 30, "the first record to be acknowledged")
-    finally:
-        broker.stop()
-    try:
-        assert all(logger.log(_record(i)) for i in range(1, 301))
+        logger = PredictionLogger(settings, linger_ms=60_000).start()
+        _wait_for(lambda: logger.stats().connected, 30, "the logger to reach Kafka")
+        assert all(logger.log(_record(i)) for i in range(300))
         _wait_for(lambda: logger.stats().in_flight == 300, 30, "300 records handed to Kafka, unacknowledged")
     finally:
-        with caplog.at_level("INFO", logger="serving.publisher"):
-            final = logger.close(timeout=0.5)
+        broker.stop()
+    with caplog.at_level("INFO", logger="serving.publisher"):
+        final = logger.close(timeout=0.5)
     assert final.send_errors == 300
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "failed delivery" in m]) == 1  # the first failure; the burst is counted
