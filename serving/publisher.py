@@ -5,7 +5,8 @@ decision on the request id, then an append to a bounded in-memory queue; when th
 is full the record is dropped and counted. Nothing else happens on the request's thread:
 no encoding, no Kafka call, no thread wake-up.
 
-One background thread drains the queue every ``drain_interval_ms`` (default 10 ms): it
+One background thread drains the queue at least every ``drain_interval_ms`` (default
+50 ms; sooner while deliveries are being reported, so under load about every linger): it
 encodes each record with :func:`monitor.record.encode_record` and hands it to a
 librdkafka producer (``confluent_kafka.Producer``), keyed by model name, so one model's
 records keep their order within a partition (one request in flight per broker, so a
@@ -112,7 +113,7 @@ class PredictionLogger:
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
         linger_ms: int = 20,
-        drain_interval_ms: int = 10,
+        drain_interval_ms: int = 50,
         message_timeout_s: float = 120.0,
     ) -> None:
         if linger_ms < 0 or drain_interval_ms <= 0 or message_timeout_s <= 0:

@@ -303,3 +303,65 @@ def test_run_serves_until_sigterm_and_closes_the_logger(upstream, raw_rows, tmp_
             proc.wait(timeout=10)
     log = err.read_text()
     assert "prediction log closed: 0 sent, 0 send errors, 0 dropped (queue full), 1 unsent at close" in log
+
+
+# -- big and streamed bodies, routing around the fast path --------------------------------------
+
+BIG = 30_000  # predictions: a response body of a few hundred KiB, well above what is read in one go
+
+
+async def _big_predict(scope, receive, send):
+    """A predict upstream answering BIG predictions, chunked (no length) under /chunked/, else with a length."""
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    body = orjson.dumps({"predictions": [i + 0.5 for i in range(BIG)], "model_version": "7"})
+    if scope["path"].startswith("/chunked/"):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        for i in range(0, len(body), 10_000):
+            await send({"type": "http.response.body", "body": body[i:i + 10_000], "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize("base", ["", "/chunked"])
+def test_a_big_response_is_streamed_back_intact_and_teed_once(serve, wait_until, base):
+    logger = _logger(log_queue_size=100)  # not started: a kept record waits in the queue
+    request = {"instances": [{"x": i} for i in range(BIG)]}
+    try:
+        with serve(_big_predict, lifespan="off", **PLAIN) as up, \
+                serve(create_sidecar_app(up + base, logger), **PLAIN) as side:
+            with httpx.Client(timeout=30) as client:
+                direct = client.post(up + base + "/v1/models/big:predict", json=request)
+                proxied = client.post(side + "/v1/models/big:predict", json=request, headers={"X-Request-Id": "big"})
+                # the record is built after the last byte went out (in the thread pool: a big exchange)
+                wait_until(lambda: logger.stats().enqueued >= 1, 30, "the big exchange's record")
+                metrics = client.get(side + "/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    assert proxied.status_code == 200 and len(direct.content) > 200_000
+    assert proxied.content == direct.content
+    assert proxied.headers.get("content-length") == direct.headers.get("content-length")  # None when chunked
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="queued") == 1
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="not_loggable") == 0
+    assert logger.stats().enqueued == 1
+
+
+def test_other_methods_get_405_and_only_get_reaches_the_admin_endpoints(serve):
+    logger = _logger()
+    try:
+        with serve(_echo, lifespan="off", **PLAIN) as up, serve(create_sidecar_app(up, logger), **PLAIN) as side:
+            with httpx.Client(timeout=30) as client:
+                trace = client.request("TRACE", side + "/v1/models")
+                posted = client.post(side + "/_skewwatch/healthz", content=b"x")
+                head = client.head(side + "/v1/models")
+                health = client.get(side + "/_skewwatch/healthz")
+    finally:
+        logger.close(timeout=0)
+    assert trace.status_code == 405 and "GET" in trace.headers["allow"]
+    assert posted.status_code == 201 and posted.json()["raw_path"] == "/_skewwatch/healthz"  # proxied upstream
+    assert head.status_code == 201 and head.content == b""
+    assert health.json()["status"] == "ok"
