@@ -170,6 +170,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(str(exc)) from exc
         if transport is None:
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        # start_tls does not call connection_made again: point the protocol at the TLS transport, so
+        # back-pressure pauses and resumes the same transport (pausing the raw socket under the TLS
+        # layer and resuming the TLS one never resumed anything: reads past READ_HIGH_WATER hung).
+        self.protocol.transport = transport  # type: ignore[assignment]
         return AsyncioStream(transport, self.protocol)  # type: ignore[arg-type]
 
     def get_extra_info(self, info: str) -> Any:
