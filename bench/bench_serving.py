@@ -26,43 +26,15 @@ matter, and noise of a few percent is normal.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "bike_sharing_hourly.csv"
-NUMERIC = ("temp", "atemp", "hum", "windspeed")
-CATEGORICAL = ("season", "hr", "holiday", "weekday", "workingday", "weathersit")
-PATH = "/v1/models/bikeshare:predict"
-
-LUA = r"""
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
-local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
-if pace > 0 then
-  function delay() return pace end
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "p999_us": %d, "mean_us": %.1f, ' ..
-    '"non2xx": %d, "socket_errors": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-    latency.mean, e.status, e.connect + e.read + e.write + e.timeout))
-end
-"""
-
+from wrkload import DATA, ROOT, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
 
 # -- the servers (subprocess roles) ---------------------------------------------------------------
 
@@ -106,32 +78,6 @@ def _spawn(role: str, port: int, *, models_dir: Path, bootstrap: str, rate: floa
         return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
-def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server at {url} not up after {timeout}s; see {log}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _logged(target: Target) -> float:
     """Records the target's logger has handed to Kafka and queued so far (from its /metrics)."""
     import httpx
@@ -142,40 +88,6 @@ def _logged(target: Target) -> float:
         if line.startswith("skewwatch_prediction_log_enqueued_total "):
             total += float(line.split()[1])
     return total
-
-
-# -- wrk --------------------------------------------------------------------------------------------
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk not found: installing it with apt-get (Debian package 'wrk')", flush=True)
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("apt-get did not install wrk")
-    return found
-
-
-def _body() -> str:
-    with DATA.open(newline="") as fh:
-        row = next(r for r in csv.DictReader(fh) if r["dteday"].startswith("2012-06"))
-    inst = {k: float(row[k]) for k in NUMERIC}
-    inst.update({k: (row[k] or None) for k in CATEGORICAL})
-    return json.dumps({"instances": [inst]})
-
-
-def run_wrk(wrk: str, lua: Path, url: str, *, seconds: int, connections: int, delay_ms: int, body: str) -> dict:
-    env = {**os.environ, "BENCH_BODY": body, "BENCH_DELAY_MS": str(delay_ms)}
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(lua), url + PATH]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("BENCH "))
-    out = json.loads(line[len("BENCH "):])
-    out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
-    return out
 
 
 # -- the benchmark ----------------------------------------------------------------------------------
@@ -209,9 +121,8 @@ def main() -> None:
         models_dir = work / "models"
         print("training a small bundle (2 epochs) ...", flush=True)
         train(data_path=DATA, models_dir=models_dir, epochs=2)
-    lua = work / "predict.lua"
-    lua.write_text(LUA)
-    body = _body()
+    lua = write_lua(work)
+    body = predict_body()
     log = work / "servers.log"
 
     broker = EmbeddedBroker(log_path=work / "tansu.log").start()
@@ -238,12 +149,12 @@ def main() -> None:
         stopped = serve("direct, logging ON, broker stopped", lost.bootstrap_servers, 1.0)
         targets += [off, on, stopped]
         for t in targets:
-            _wait_up(t.url + "/healthz", t.procs[0], log)
+            wait_up(t.url + "/healthz", t.procs[0], log)
         side_off = sidecar("sidecar (logging OFF) -> direct OFF", off, 0.0)
         side_on = sidecar("sidecar (logging ON) -> direct OFF", off, 1.0)
         targets += [side_off, side_on]
         for t in (side_off, side_on):
-            _wait_up(t.url + "/_skewwatch/healthz", t.procs[0], log)
+            wait_up(t.url + "/_skewwatch/healthz", t.procs[0], log)
         lost.stop()
 
         for t in targets:  # warm-up: first predict traces the model; connections, pools
@@ -265,7 +176,7 @@ def main() -> None:
     finally:
         for t in reversed(targets):
             for p in t.procs:
-                _stop(p)
+                stop(p)
         broker.stop()
         lost.stop()
 

@@ -26,11 +26,9 @@ another module name); rounds are interleaved across sidecars so background load 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -40,27 +38,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "bike_sharing_hourly.csv"
-PATH = "/v1/models/bikeshare:predict"
+from wrkload import ROOT, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
+
 TICK = os.sysconf("SC_CLK_TCK")
 ANSWER = json.dumps({"predictions": [187.25], "model_version": "20240101T000000Z"}).encode()
-
-LUA = r"""
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
-local pace = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
-if pace > 0 then
-  function delay() return pace end
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('BENCH {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.status + e.connect + e.read + e.write + e.timeout))
-end
-"""
 
 
 # -- the servers (subprocess roles) ---------------------------------------------------------------
@@ -145,31 +126,6 @@ def _spawn(role: str, port: int, log: Path, *extra: str) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"server at {url} not up after {timeout}s; see {log}")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, all its threads (``/proc/<pid>/stat``, clock ticks)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -177,31 +133,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
 
 
-def _body() -> str:
-    with DATA.open(newline="") as fh:
-        row = next(r for r in csv.DictReader(fh) if r["dteday"].startswith("2012-06"))
-    inst = {k: float(row[k]) for k in ("temp", "atemp", "hum", "windspeed")}
-    inst.update({k: (row[k] or None) for k in ("season", "hr", "holiday", "weekday", "workingday", "weathersit")})
-    return json.dumps({"instances": [inst]})
-
-
-def run_wrk(wrk: str, lua: Path, url: str, *, seconds: int, connections: int, delay_ms: int, body: str) -> dict:
-    env = {**os.environ, "BENCH_BODY": body, "BENCH_DELAY_MS": str(delay_ms)}
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(lua), url + PATH]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("BENCH "))
-    out = json.loads(line[len("BENCH "):])
-    out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
-    return out
-
-
 def measure(s: Sidecar, wrk: str, lua: Path, *, mode: str, delay_ms: int, args: argparse.Namespace,
             body: str, idle_per_s: float) -> dict:
     start_cpu, start = cpu_seconds(s.proc.pid), time.monotonic()
     r = run_wrk(wrk, lua, s.url, seconds=args.duration, connections=args.connections, delay_ms=delay_ms, body=body)
     used = cpu_seconds(s.proc.pid) - start_cpu - idle_per_s * (time.monotonic() - start)
-    if r["errors"]:
-        raise SystemExit(f"{s.name}: {r['errors']} failed requests")
+    if r["non2xx"] or r["socket_errors"]:
+        raise SystemExit(f"{s.name}: {r['non2xx']} non-2xx answers, {r['socket_errors']} socket errors")
     r["cpu_us"] = 1e6 * used / r["requests"]
     s.cpu_us.setdefault(mode, []).append(r["cpu_us"])
     s.p50_us.setdefault(mode, []).append(r["p50_us"])
@@ -248,14 +186,11 @@ def main() -> None:
 
     from skewwatch.broker import free_port
 
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("needs wrk on PATH (Debian: apt-get install wrk)")
+    wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="bench-sidecar-cpu-"))
-    lua = work / "predict.lua"
-    lua.write_text(LUA)
+    lua = write_lua(work)
     log = work / "servers.log"
-    body = _body()
+    body = predict_body()
     sidecars = [Sidecar("working tree", "-")]
     if args.baseline:
         old = work / "sidecar_baseline.py"
@@ -267,7 +202,7 @@ def main() -> None:
     upstream = _spawn("upstream", upstream_port, log)
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     try:
-        _wait_up(upstream_url, upstream, log)
+        wait_up(upstream_url, upstream, log)
         for i, s in enumerate(sidecars):
             port = free_port()
             s.url = f"http://127.0.0.1:{port}"
@@ -275,7 +210,7 @@ def main() -> None:
             if args.profile:
                 extra += ["--profile-out", str(work / f"profile-{i}.pstats")]
             s.proc = _spawn("sidecar", port, log, *extra)
-            _wait_up(s.url + "/_skewwatch/healthz", s.proc, log)
+            wait_up(s.url + "/_skewwatch/healthz", s.proc, log)
         for s in sidecars:  # warm-up: connections, pools, caches
             run_wrk(wrk, lua, s.url, seconds=2, connections=args.connections, delay_ms=0, body=body)
         if args.profile:
@@ -295,8 +230,8 @@ def main() -> None:
                           f"  sidecar CPU {r['cpu_us']:6.1f} µs/request", flush=True)
     finally:
         for s in sidecars:
-            _stop(s.proc)
-        _stop(upstream)
+            stop(s.proc)
+        stop(upstream)
     print(f"\nwrk -t1 -c{args.connections}, {args.duration} s per run, median of {args.rounds} rounds; idle CPU "
           + ", ".join(f"{k} {v * 1e3:.1f} ms/s" for k, v in idle.items()) + " (subtracted)\n")
     print("| sidecar | mode | req/s | p50 ms | sidecar CPU µs/request (median) | min–max |")

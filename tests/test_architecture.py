@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = ("kafka", "fastapi", "starlette", "uvicorn", "httpx", "requests", "sqlite3", "tensorflow",
-            "tensorflow_data_validation", "tfx_bsl", "keras", "apache_beam")
+ADAPTERS = ("kafka", "confluent_kafka", "fastapi", "starlette", "uvicorn", "httpx", "httpcore", "requests", "sqlite3",
+            "tensorflow", "tensorflow_data_validation", "tfx_bsl", "keras", "apache_beam")
 OUTER = ("collectors", "alerts", "serving", "trainer", "skewwatch")
 
 
