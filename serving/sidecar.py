@@ -9,9 +9,9 @@ transparent proxy must not keep the upstream's cookies, follow its redirects or 
 default headers. Per request the proxy also skips Starlette's routing (a plain ASGI path;
 Starlette keeps the lifespan, the admin endpoints and the 405s), httpx's request and
 response objects, and anyio's streams: the pool reads and writes through a small asyncio
-network backend (:class:`serving.netbackend.AsyncioBackend`) without a cancel scope per read and write (its
-own locks still use anyio). Together that cuts the CPU of the hop by about 40 %
-(``bench/bench_sidecar_cpu.py``). The upstream's status, headers and body are streamed
+network backend (:class:`serving.netbackend.AsyncioBackend`) without a cancel scope per
+read and write (its own locks still use anyio). Together that cuts the CPU of the hop by
+27 % (paced) to 44 % (saturated) (``bench/bench_sidecar_cpu.py``). The upstream's status, headers and body are streamed
 back unchanged (the sidecar's uvicorn adds no ``server``/``date`` header of its own). A
 successful (2xx) ``POST .../{model}:predict`` is also teed into a
 :class:`~monitor.record.PredictionRecord`
