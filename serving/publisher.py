@@ -138,6 +138,8 @@ class PredictionLogger:
             # after a restart); a retry after a lost acknowledgement may duplicate a record.
             "enable.idempotence": False,
             "max.in.flight.requests.per.connection": 1,
+            # the Java client's partitioner: a model lands on the partition any Kafka client picks
+            "partitioner": "murmur2_random",
             "linger.ms": linger_ms,
             "message.timeout.ms": int(message_timeout_s * 1000),
             # never the binding limit (we cap in-flight records ourselves), but bounded
