@@ -364,7 +364,7 @@ class PredictionLogger:
             if self._connected:
                 while self._queue and time.monotonic() < self._close_deadline:
                     self._drain(limit=1000)
-                    producer.poll(0)
+                    producer.poll(0.01)  # a full librdkafka buffer leaves records queued: no busy loop
             remaining = producer.flush(max(self._close_deadline - time.monotonic(), 0.0))
             if remaining:
                 # Kafka is gone or slow: abort what it has not acknowledged (the reports
