@@ -116,8 +116,11 @@ class PredictionLogger:
         drain_interval_ms: int = 50,
         message_timeout_s: float = 120.0,
     ) -> None:
-        if linger_ms < 0 or drain_interval_ms <= 0 or message_timeout_s <= 0:
-            raise ValueError("linger_ms must be >= 0, drain_interval_ms and message_timeout_s > 0")
+        if linger_ms < 0 or drain_interval_ms <= 0 or message_timeout_s * 1000 <= linger_ms:
+            raise ValueError(
+                f"need linger_ms >= 0 (got {linger_ms}), drain_interval_ms > 0 (got {drain_interval_ms}) and "
+                f"message_timeout_s longer than the linger (got {message_timeout_s})"
+            )
         self._bootstrap = settings.kafka_bootstrap_servers
         self._topic = settings.topic
         self._rate = settings.log_sample_rate

@@ -210,7 +210,7 @@ class _Tee:
         outcome: TeeOutcome
         if not complete:
             outcome = "incomplete"
-        elif self.overflow:
+        elif self.overflow or len(self.request_body) > self.max_bytes:  # add() never ran: no response bytes
             outcome = "too_large"
         else:
             try:

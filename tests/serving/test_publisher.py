@@ -63,6 +63,12 @@ def test_logger_with_sample_rate_a_quarter_queues_about_a_quarter():
     assert final.dropped_on_close == stats.enqueued and final.queue_depth == 0
 
 
+@pytest.mark.parametrize("options", [{"linger_ms": -1}, {"drain_interval_ms": 0}, {"message_timeout_s": 0.01}])
+def test_settings_librdkafka_would_reject_fail_at_construction_not_as_retries(options):
+    with pytest.raises(ValueError, match="linger_ms"):
+        PredictionLogger(Settings(kafka_bootstrap_servers=UNREACHABLE), **options)
+
+
 def test_unreachable_broker_keeps_retrying_while_log_still_answers_and_a_full_queue_drops():
     settings = Settings(kafka_bootstrap_servers=UNREACHABLE, log_queue_size=5)
     logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.2).start()

@@ -365,3 +365,28 @@ def test_other_methods_get_405_and_only_get_reaches_the_admin_endpoints(serve):
     assert posted.status_code == 201 and posted.json()["raw_path"] == "/_skewwatch/healthz"  # proxied upstream
     assert head.status_code == 201 and head.content == b""
     assert health.json()["status"] == "ok"
+
+
+async def _empty_chunked_predict(scope, receive, send):
+    """A predict upstream that reads the request and answers 200 with an empty chunked body."""
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_a_request_body_over_the_logging_limit_is_too_large_even_when_the_response_streams_no_bytes(serve):
+    logger = _logger()
+    request = {"instances": [{"x": i} for i in range(2000)]}  # ~20 KB, over the 1 KB limit on its own
+    try:
+        with serve(_empty_chunked_predict, lifespan="off", **PLAIN) as up, \
+                serve(create_sidecar_app(up, logger, max_logged_bytes=1024), **PLAIN) as side:
+            with httpx.Client(timeout=30) as client:
+                r = client.post(side + "/v1/models/m:predict", json=request, headers={"X-Request-Id": "big"})
+                metrics = client.get(side + "/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    assert r.status_code == 200 and r.content == b""
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="too_large") == 1
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="not_loggable") == 0
