@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrkload import DATA, ROOT, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
+from wrkload import DATA, ROOT, add_load_arguments, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
 
 # -- the servers (subprocess roles) ---------------------------------------------------------------
 
@@ -101,10 +101,7 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", default="", help=argparse.SUPPRESS)
     parser.add_argument("--models-dir", type=Path, help="bundles to serve (default: train a small one first)")
-    parser.add_argument("--duration", type=int, default=12, help="seconds per wrk run (default 12)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per target and mode; the median is shown")
-    parser.add_argument("--connections", type=int, default=2, help="wrk connections (default 2)")
-    parser.add_argument("--delay-ms", type=int, default=20, help="paced mode: pause per connection between requests")
+    add_load_arguments(parser, duration=12)
     args = parser.parse_args()
     if args.role:
         _role_main(args)

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrkload import ROOT, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
+from wrkload import ROOT, add_load_arguments, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
 
 TICK = os.sysconf("SC_CLK_TCK")
 ANSWER = json.dumps({"predictions": [187.25], "model_version": "20240101T000000Z"}).encode()
@@ -173,10 +173,7 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also run serving/sidecar.py as of this git revision")
     parser.add_argument("--also", action="append", default=[], metavar="FILE",
                         help="also run this file as the sidecar module (repeatable)")
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per sidecar and mode; the median is shown")
-    parser.add_argument("--connections", type=int, default=2, help="wrk connections (default 2)")
-    parser.add_argument("--delay-ms", type=int, default=20, help="paced mode: pause per connection between requests")
+    add_load_arguments(parser, duration=8)
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="instead of measuring, cProfile each sidecar over one max-mode run; print the top N")
     args = parser.parse_args()

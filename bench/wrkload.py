@@ -9,6 +9,7 @@ and mean latency in µs, non-2xx answers and socket errors.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -41,6 +42,14 @@ function done(summary, latency, requests)
     latency.mean, e.status, e.connect + e.read + e.write + e.timeout))
 end
 """
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, *, duration: int) -> None:
+    """The load options both benchmarks take: run length, rounds, connections, pacing."""
+    parser.add_argument("--duration", type=int, default=duration, help=f"seconds per wrk run (default {duration})")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per target and mode; the median is shown")
+    parser.add_argument("--connections", type=int, default=2, help="wrk connections (default 2)")
+    parser.add_argument("--delay-ms", type=int, default=20, help="paced mode: pause per connection between requests")
 
 
 def ensure_wrk() -> str:

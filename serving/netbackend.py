@@ -93,6 +93,16 @@ def _expire(waiter: asyncio.Future[None], error: type[Exception]) -> None:
         waiter.set_exception(error())
 
 
+async def _wait(waiter: asyncio.Future[None], timeout: float | None, error: type[Exception]) -> None:
+    """Await ``waiter``; after ``timeout`` seconds it fails with ``error`` instead (one timer, no scope)."""
+    timer = None if timeout is None else waiter.get_loop().call_later(timeout, _expire, waiter, error)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """httpcore's network stream on a plain asyncio transport.
 
@@ -107,15 +117,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self.protocol
         if not protocol.chunks and not protocol.eof:
-            loop = asyncio.get_running_loop()
-            waiter = protocol.waiter = loop.create_future()
-            timer = None if timeout is None else loop.call_later(timeout, _expire, waiter, httpcore.ReadTimeout)
+            waiter = protocol.waiter = asyncio.get_running_loop().create_future()
             try:
-                await waiter
+                await _wait(waiter, timeout, httpcore.ReadTimeout)
             finally:
                 protocol.waiter = None
-                if timer is not None:
-                    timer.cancel()
         if protocol.chunks:
             data = protocol.chunks.popleft()
             if len(data) > max_bytes:
@@ -138,15 +144,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError("the connection is closed")
         self.transport.write(buffer)
         if protocol.paused_writing:
-            loop = asyncio.get_running_loop()
-            waiter = protocol.writable = loop.create_future()
-            timer = None if timeout is None else loop.call_later(timeout, _expire, waiter, httpcore.WriteTimeout)
+            waiter = protocol.writable = asyncio.get_running_loop().create_future()
             try:
-                await waiter
+                await _wait(waiter, timeout, httpcore.WriteTimeout)
             finally:
                 protocol.writable = None
-                if timer is not None:
-                    timer.cancel()
             if protocol.error is not None:
                 raise httpcore.WriteError(str(protocol.error))
 

@@ -125,9 +125,8 @@ class PredictionLogger:
         self._topic = settings.topic
         self._rate = settings.log_sample_rate
         self._capacity = settings.log_queue_size
+        # the queue's bound; records handed to librdkafka and not yet acknowledged are capped at it too
         self._queue: collections.deque[PredictionRecord] = collections.deque()
-        # records handed to librdkafka and not yet acknowledged are capped at the queue size too
-        self._max_in_flight = settings.log_queue_size
         self._connect_timeout_s = connect_timeout_s
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
@@ -297,7 +296,7 @@ class PredictionLogger:
 
     def _drain(self, *, limit: int | None = None) -> None:
         """Hand queued records to librdkafka, up to the in-flight cap (or ``limit``)."""
-        room = self._max_in_flight - self._counters.in_flight if limit is None else limit
+        room = self._capacity - self._counters.in_flight if limit is None else limit
         queue, producer, topic = self._queue, self._producer, self._topic
         while room > 0:
             try:

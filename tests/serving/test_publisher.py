@@ -25,14 +25,6 @@ def _record(i: int, *, model: str = "bikeshare") -> PredictionRecord:
     )
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
 def _within_binomial(count: int, n: int, p: float, sigmas: float = 5.0) -> bool:
     return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
 
@@ -69,11 +61,11 @@ def test_settings_librdkafka_would_reject_fail_at_construction_not_as_retries(op
         PredictionLogger(Settings(kafka_bootstrap_servers=UNREACHABLE), **options)
 
 
-def test_unreachable_broker_keeps_retrying_while_log_still_answers_and_a_full_queue_drops():
+def test_unreachable_broker_keeps_retrying_while_log_still_answers_and_a_full_queue_drops(wait_until):
     settings = Settings(kafka_bootstrap_servers=UNREACHABLE, log_queue_size=5)
     logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.2).start()
     try:
-        _wait_for(lambda: logger.stats().connect_failures >= 2, 30, "two failed connection attempts")
+        wait_until(lambda: logger.stats().connect_failures >= 2, 30, "two failed connection attempts")
         results = [logger.log(_record(i)) for i in range(8)]
         assert results == [True] * 5 + [False] * 3
         stats = logger.stats()
@@ -109,7 +101,7 @@ def _consume(bootstrap: str, topic: str, n: int, timeout: float = 30.0):
 
 
 @pytest.mark.broker
-def test_records_reach_kafka_keyed_by_model_in_order(tmp_path):
+def test_records_reach_kafka_keyed_by_model_in_order(tmp_path, wait_until):
     from skewwatch.broker import EmbeddedBroker, ensure_topic
 
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
@@ -119,7 +111,7 @@ def test_records_reach_kafka_keyed_by_model_in_order(tmp_path):
         with PredictionLogger(settings) as logger:
             for r in records:
                 assert logger.log(r)
-            _wait_for(lambda: logger.stats().sent == 40, 30, "40 acknowledged sends")
+            wait_until(lambda: logger.stats().sent == 40, 30, "40 acknowledged sends")
         assert logger.stats().send_errors == 0
         messages = _consume(broker.bootstrap_servers, "preds", 40)
     assert len(messages) == 40
@@ -134,19 +126,19 @@ def test_records_reach_kafka_keyed_by_model_in_order(tmp_path):
 
 
 @pytest.mark.broker
-def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_path):
+def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_path, wait_until):
     from skewwatch.broker import EmbeddedBroker, free_port
 
     port = free_port()
     settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", topic="late")
     logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.3).start()
     try:
-        _wait_for(lambda: logger.stats().connect_failures >= 1, 30, "a failed connection attempt")
+        wait_until(lambda: logger.stats().connect_failures >= 1, 30, "a failed connection attempt")
         records = [_record(i) for i in range(10)]
         assert all(logger.log(r) for r in records)
         assert logger.stats().queue_depth == 10
         with EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log") as broker:
-            _wait_for(lambda: logger.stats().sent == 10, 30, "the queued records to be sent")
+            wait_until(lambda: logger.stats().sent == 10, 30, "the queued records to be sent")
             stats = logger.close(timeout=5)
             assert stats.send_errors == 0 and stats.dropped_on_close == 0 and stats.queue_depth == 0
             messages = _consume(broker.bootstrap_servers, "late", 10)
@@ -156,19 +148,26 @@ def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_p
     assert [decode_record(m.value) for m in sorted(messages, key=lambda m: m.offset)] == records
 
 
+def _lingering_logger(broker, topic: str, queue_size: int, wait_until) -> PredictionLogger:
+    """A connected logger whose handed-over records stay unacknowledged (a one-minute linger)."""
+    from skewwatch.broker import ensure_topic
+
+    ensure_topic(broker.bootstrap_servers, topic, partitions=1)
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic=topic, log_queue_size=queue_size)
+    logger = PredictionLogger(settings, linger_ms=60_000).start()
+    wait_until(lambda: logger.stats().connected, 30, "the logger to reach Kafka")
+    return logger
+
+
 @pytest.mark.broker
-def test_records_handed_to_kafka_are_capped_and_a_dead_broker_aborts_them_at_close(tmp_path):
-    from skewwatch.broker import EmbeddedBroker, ensure_topic
+def test_records_handed_to_kafka_are_capped_and_a_dead_broker_aborts_them_at_close(tmp_path, wait_until):
+    from skewwatch.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     try:
-        ensure_topic(broker.bootstrap_servers, "capped", partitions=1)
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="capped", log_queue_size=5)
-        # a one-minute linger keeps handed-over records unacknowledged inside librdkafka
-        logger = PredictionLogger(settings, linger_ms=60_000).start()
-        _wait_for(lambda: logger.stats().connected, 30, "the logger to reach Kafka")
+        logger = _lingering_logger(broker, "capped", 5, wait_until)
         assert all(logger.log(_record(i)) for i in range(5))
-        _wait_for(lambda: logger.stats().in_flight == 5, 30, "five records handed to Kafka, unacknowledged")
+        wait_until(lambda: logger.stats().in_flight == 5, 30, "five records handed to Kafka, unacknowledged")
         assert logger.stats().queue_depth == 0
         results = [logger.log(_record(i)) for i in range(5, 15)]  # Kafka holds its cap: the queue fills
         assert results == [True] * 5 + [False] * 5
@@ -184,7 +183,7 @@ def test_records_handed_to_kafka_are_capped_and_a_dead_broker_aborts_them_at_clo
 
 
 @pytest.mark.broker
-def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_is_back(tmp_path):
+def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_is_back(tmp_path, wait_until):
     from skewwatch.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
@@ -194,16 +193,16 @@ def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_
     try:
         try:
             assert all(logger.log(_record(i)) for i in range(3))
-            _wait_for(lambda: logger.stats().sent == 3, 30, "the first records to be acknowledged")
+            wait_until(lambda: logger.stats().sent == 3, 30, "the first records to be acknowledged")
         finally:
             broker.stop()
-        _wait_for(lambda: not logger.stats().connected, 30, "the logger to notice the broker is gone")
+        wait_until(lambda: not logger.stats().connected, 30, "the logger to notice the broker is gone")
         results = [logger.log(_record(i)) for i in range(3, 13)]
         assert results == [True] * 8 + [False] * 2  # bounded: the queue holds 8, the rest is counted
         stats = logger.stats()
         assert (stats.queue_depth, stats.in_flight, stats.dropped_queue_full) == (8, 0, 2)
         with EmbeddedBroker(port=port, log_path=tmp_path / "tansu2.log") as again:
-            _wait_for(lambda: logger.stats().sent == 11, 60, "the queued records to be sent to the new broker")
+            wait_until(lambda: logger.stats().sent == 11, 60, "the queued records to be sent to the new broker")
             final = logger.close(timeout=5)
             messages = _consume(again.bootstrap_servers, "back", 8)
     finally:
@@ -215,17 +214,14 @@ def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_
 
 
 @pytest.mark.broker
-def test_a_lost_broker_failing_many_records_at_once_is_reported_once_not_per_record(tmp_path, caplog):
-    from skewwatch.broker import EmbeddedBroker, ensure_topic
+def test_a_lost_broker_failing_many_records_at_once_is_reported_once_not_per_record(tmp_path, caplog, wait_until):
+    from skewwatch.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     try:
-        ensure_topic(broker.bootstrap_servers, "flood", partitions=1)
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="flood", log_queue_size=500)
-        logger = PredictionLogger(settings, linger_ms=60_000).start()
-        _wait_for(lambda: logger.stats().connected, 30, "the logger to reach Kafka")
+        logger = _lingering_logger(broker, "flood", 500, wait_until)
         assert all(logger.log(_record(i)) for i in range(300))
-        _wait_for(lambda: logger.stats().in_flight == 300, 30, "300 records handed to Kafka, unacknowledged")
+        wait_until(lambda: logger.stats().in_flight == 300, 30, "300 records handed to Kafka, unacknowledged")
     finally:
         broker.stop()
     with caplog.at_level("INFO", logger="serving.publisher"):
