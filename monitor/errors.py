@@ -6,11 +6,13 @@ Every error skewwatch raises on purpose derives from one root, so a caller can c
     SkewwatchError
     ├── ConfigError         settings or monitor YAML that does not validate
     ├── RecordError         a prediction-log record that breaks the contract
+    ├── TimeError           an instant that is not RFC 3339 or lies outside the accepted range
     ├── SchemaError         data that does not fit the baseline's features or types
     ├── StatisticsError     statistics that cannot be merged, compared or decoded
     ├── BundleError         a model bundle that is missing, incomplete or unreadable
     ├── BrokerError         the embedded Kafka broker could not start or stop
-    └── DeliveryError       an alert notification could not be delivered
+    ├── DeliveryError       an alert notification could not be delivered
+    └── StoreError          the store is unreachable, locked or failed (not the caller's fault)
 
 Errors carry structured fields (not only a message) so adapters can turn them into
 HTTP bodies or log fields without parsing strings.
@@ -22,11 +24,13 @@ __all__ = [
     "SkewwatchError",
     "ConfigError",
     "RecordError",
+    "TimeError",
     "SchemaError",
     "StatisticsError",
     "BundleError",
     "BrokerError",
     "DeliveryError",
+    "StoreError",
 ]
 
 
@@ -43,11 +47,17 @@ class ConfigError(SkewwatchError):
 
 
 class RecordError(SkewwatchError):
-    """A prediction-log record that breaks the contract; ``field`` names the part at fault."""
+    """A prediction-log record that breaks the contract; ``field`` names the part at fault and
+    ``reason`` (a ``monitor.record.DeadLetterReason`` value) the dead-letter bucket it belongs in."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, reason: str = "invalid") -> None:
         super().__init__(message if field is None else f"{field}: {message}")
         self.field = field
+        self.reason = reason
+
+
+class TimeError(SkewwatchError, ValueError):
+    """An instant that is not RFC 3339 with an offset, or lies outside the range skewwatch accepts."""
 
 
 class SchemaError(SkewwatchError):
@@ -87,3 +97,10 @@ class DeliveryError(SkewwatchError):
         super().__init__(f"{sink}: {message}")
         self.sink = sink
         self.status = status
+
+
+class StoreError(SkewwatchError):
+    """The store could not be reached, was locked for too long, or failed; retrying later may work.
+
+    Not the caller's fault: the API answers 503 for it, collectors retry and count it.
+    """
