@@ -93,3 +93,32 @@ def run_pipeline(trained_models_dir, serving_rows):
             return outcomes, store.list_windows(limit=100), store.list_findings(limit=10_000), receiver.received
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One private PostgreSQL server for the whole test session (Debian's binaries, a free port)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty database URL: a SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    import uuid
+
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def store(store_url):
+    from monitor.storage import Store
+
+    with Store(store_url) as s:
+        yield s

@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ("kafka", "confluent_kafka", "fastapi", "starlette", "uvicorn", "httpx", "httpcore", "requests", "sqlite3",
+            "sqlalchemy", "alembic", "psycopg",
             "tensorflow", "tensorflow_data_validation", "tfx_bsl", "keras", "apache_beam")
 OUTER = ("collectors", "alerts", "serving", "trainer", "skewwatch")
 

@@ -1,7 +1,36 @@
-"""Storage adapter of the monitor: windows, findings and alert state in SQLite."""
+"""Storage adapter of the monitor: SQLite (default) or PostgreSQL through SQLAlchemy Core and Alembic."""
 
-from monitor.storage.rows import AlertRow, FindingRow, ScoreRow, WindowRow, WindowSummaryRow
-from monitor.storage.schema import SCHEMA_VERSION
-from monitor.storage.sqlite import Store
+from monitor.storage.collection import DeadLetterCount, DeadLetterExample, PartialOutcome
+from monitor.storage.rows import (
+    FindingIn,
+    FindingRow,
+    PartialIn,
+    PartialRow,
+    PartitionState,
+    ScoreRow,
+    StreamState,
+    WindowCounts,
+    WindowDecision,
+    WindowRow,
+)
+from monitor.storage.store import Store, open_store
+from monitor.storage.windows import DecisionTx
 
-__all__ = ["Store", "SCHEMA_VERSION", "WindowRow", "FindingRow", "ScoreRow", "AlertRow", "WindowSummaryRow"]
+__all__ = [
+    "Store",
+    "open_store",
+    "DecisionTx",
+    "WindowDecision",
+    "WindowCounts",
+    "FindingIn",
+    "WindowRow",
+    "FindingRow",
+    "ScoreRow",
+    "PartialIn",
+    "PartialRow",
+    "PartialOutcome",
+    "StreamState",
+    "PartitionState",
+    "DeadLetterCount",
+    "DeadLetterExample",
+]

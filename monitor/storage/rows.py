@@ -1,78 +1,38 @@
-"""What the store hands back: frozen, JSON-safe rows, and what it accepts (typing only).
+"""What the store takes in and hands back: frozen values, JSON-safe through ``to_dict()``.
 
-Every value in a row is a ``str``, ``int``, finite ``float``, ``bool``, ``None`` or a
-dict/tuple of those, so an adapter can serialise a row with ``to_dict()`` and nothing else.
-Timestamps are UTC ISO 8601 strings with microseconds and a ``Z`` suffix
-(``2012-03-01T08:00:00.000000Z``): fixed width, so they sort as text in SQL too.
-A float that is not finite (a statistic of ``inf``) is stored as it is but read back as ``None``.
+Instants are epoch milliseconds (``*_ms``) in the store; ``to_dict()`` adds their RFC 3339 text
+(``start``, ``end``, ...) so an API answer is readable and sortable either way. A float that is
+not finite is read back as ``None``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Literal, Mapping, Protocol, Sequence, get_args
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
 
-from monitor.decide import Mode, Verdict
-from monitor.errors import StatisticsError
+from monitor.decide import Finding
+from monitor.keys import WindowKey
+from monitor.timeutil import format_instant
 
 __all__ = [
-    "Mode",
-    "Verdict",
-    "AlertState",
-    "MODES",
-    "VERDICTS",
-    "ALERT_STATES",
-    "AlertLike",
+    "Family",
+    "FAMILIES",
+    "WindowCounts",
+    "FindingIn",
+    "WindowDecision",
     "WindowRow",
     "FindingRow",
     "ScoreRow",
-    "AlertRow",
-    "WindowSummaryRow",
-    "iso_utc",
-    "parse_utc",
+    "PartialIn",
+    "PartialRow",
+    "StreamState",
+    "PartitionState",
     "json_float",
 ]
 
-AlertState = Literal["firing", "resolved"]
-MODES: tuple[str, ...] = get_args(Mode)
-VERDICTS: tuple[str, ...] = get_args(Verdict)
-ALERT_STATES: tuple[str, ...] = ("firing", "resolved")
-
-
-class AlertLike(Protocol):
-    """The attributes of ``alerts.lifecycle.Alert`` the store persists."""
-
-    fingerprint: str
-    state: str
-    labels: Mapping[str, str]
-    severity: str
-    summary: str
-    findings: Sequence[Mapping[str, Any]]
-    starts_at: datetime
-    ends_at: datetime | None
-    updated_at: datetime
-    healthy_windows: int
-    notified_status: str | None
-    notified_severity: str | None
-    last_notified_at: datetime | None
-
-
-def iso_utc(ts: datetime, *, field: str = "timestamp") -> str:
-    """The store's text form of an aware datetime; naive datetimes are refused."""
-    if not isinstance(ts, datetime):
-        raise StatisticsError(f"{field}: must be a datetime, got {type(ts).__name__}")
-    if ts.tzinfo is None or ts.utcoffset() is None:
-        raise StatisticsError(f"{field}: must carry a UTC offset")
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_utc(text: str | None) -> datetime | None:
-    """Inverse of :func:`iso_utc` (``None`` stays ``None``)."""
-    if text is None:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+Family = str  # "features" | "output"
+FAMILIES: tuple[str, ...] = ("features", "output")
 
 
 def json_float(value: float | None) -> float | None:
@@ -83,38 +43,92 @@ def json_float(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class _Row:
-    __slots__ = ()
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """What happened to the records of one window (summed over its partials)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+    rows: int = 0  # instances folded into the statistics
+    records: int = 0  # requests (a request split into parts counts once)
+    invalid_instances: int = 0
+    late_records: int = 0  # arrived after the watermark passed the window's end, within the lateness
+    duplicate_records: int = 0  # a request id (and part) already counted in this window
+    partials: int = 0
+
+    def __add__(self, other: WindowCounts) -> WindowCounts:
+        return WindowCounts(*(a + b for a, b in zip(self.astuple(), other.astuple())))
+
+    def astuple(self) -> tuple[int, ...]:
+        return (self.rows, self.records, self.invalid_instances, self.late_records, self.duplicate_records, self.partials)
 
 
 @dataclass(frozen=True, slots=True)
-class WindowRow(_Row):
+class FindingIn:
+    """A finding to store, with the family it belongs to and the window it was compared with."""
+
+    finding: Finding
+    family: Family = "features"
+    reference_window_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowDecision:
+    """Everything one decided window writes, saved in one transaction by ``Store.decide_window``."""
+
+    key: WindowKey
+    end_ms: int
+    counts: WindowCounts
+    findings: Sequence[FindingIn]
+    features: bytes  # Profile.to_bytes() of the inputs
+    outputs: bytes  # Profile.to_bytes() of the outputs
+    sample: bytes | None = None  # JSON row sample for reports
+    sample_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
     id: int
     model: str
     model_version: str
-    mode: str
-    window_start: str
-    window_end: str
+    segment: str
+    start_ms: int
+    end_ms: int
+    status: str
+    error: str | None
     rows: int
+    records: int
+    invalid_instances: int
     late_records: int
-    invalid_records: int
-    saved_at: str
-    findings: int  # how many findings the window carries
-    alerting: int  # how many of them alert
+    duplicate_records: int
+    partials: int
+    findings: int
+    alerting: int
+    decided_at_ms: int
+
+    @property
+    def key(self) -> WindowKey:
+        return WindowKey(self.model, self.model_version, self.segment, self.start_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(start=format_instant(self.start_ms), end=format_instant(self.end_ms),
+                   decided_at=format_instant(self.decided_at_ms))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
-class FindingRow(_Row):
+class FindingRow:
     id: int
     window_id: int
     model: str
     model_version: str
+    segment: str
+    start_ms: int
+    end_ms: int
+    mode: str
+    reference_window_id: int | None
+    family: str
     feature: str
     test: str
-    mode: str
     statistic: float | None
     p_value: float | None
     q_value: float | None
@@ -124,59 +138,92 @@ class FindingRow(_Row):
     verdict: str
     alerting: bool
     message: str
-    window_start: str
-    window_end: str
 
-
-@dataclass(frozen=True, slots=True)
-class ScoreRow(_Row):
-    """The most recent finding of one (model, feature, test, mode)."""
-
-    model: str
-    feature: str
-    test: str
-    mode: str
-    model_version: str
-    effect: float | None
-    q_value: float | None
-    statistic: float | None
-    floor: float | None
-    verdict: str
-    alerting: bool
-    window_id: int
-    window_end: str
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSummaryRow(_Row):
-    """How many windows one (model, mode) has and what the latest one held."""
-
-    model: str
-    mode: str
-    windows: int
-    last_window_end: str
-    last_rows: int
-    last_late_records: int
-    last_invalid_records: int
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRow(_Row):
-    fingerprint: str
-    state: str
-    labels: dict[str, str]
-    severity: str
-    summary: str
-    findings: tuple[dict[str, Any], ...]
-    starts_at: str
-    ends_at: str | None
-    updated_at: str
-    healthy_windows: int
-    notified_status: str | None
-    notified_severity: str | None
-    last_notified_at: str | None
+    def to_finding(self) -> Finding:
+        nan = math.nan
+        return Finding(
+            model=self.model, feature=self.feature, test=self.test, mode=self.mode,  # type: ignore[arg-type]
+            statistic=nan if self.statistic is None else self.statistic, p_value=self.p_value, q_value=self.q_value,
+            effect=nan if self.effect is None else self.effect, floor=nan if self.floor is None else self.floor,
+            significant=self.significant, verdict=self.verdict, message=self.message,  # type: ignore[arg-type]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["findings"] = list(self.findings)
+        out.update(window_start=format_instant(self.start_ms), window_end=format_instant(self.end_ms))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """The most recent value of one score: (model, version, segment, mode, family, feature, test)."""
+
+    model: str
+    model_version: str
+    segment: str
+    mode: str
+    family: str
+    feature: str
+    test: str
+    window_id: int
+    end_ms: int
+    statistic: float | None
+    q_value: float | None
+    effect: float | None
+    floor: float | None
+    verdict: str
+    alerting: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["window_end"] = format_instant(self.end_ms)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PartialIn:
+    """One closed partial window of one source partition, as the merge stage received it."""
+
+    key: WindowKey
+    end_ms: int
+    source_topic: str
+    source_partition: int
+    first_offset: int
+    last_offset: int
+    counts: WindowCounts
+    features: bytes
+    outputs: bytes
+    sample: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRow:
+    key: WindowKey
+    end_ms: int
+    source_partition: int
+    first_offset: int
+    last_offset: int
+    counts: WindowCounts
+    features: bytes
+    outputs: bytes
+    sample: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What one source partition last said about one model's windows."""
+
+    source_partition: int
+    model: str
+    closed_through_ms: int
+    idle: bool
+    open_windows: tuple[int, ...] = field(default=())
+    sent_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    source_partition: int
+    caught_up: bool
+    position: int
+    sent_ms: int

@@ -1,0 +1,104 @@
+"""The store's plumbing: one engine, read and write transactions, dialect-neutral upserts."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from monitor.errors import StoreError
+from monitor.storage.engine import WRITE, make_engine, store_errors
+from monitor.storage.migrate import current_revision, upgrade
+from monitor.timeutil import now_ms
+
+__all__ = ["StoreBase", "upsert"]
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, keys: Sequence[str],
+           update: Sequence[str], where: Any = None) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update-columns [WHERE where] (SQLite and PostgreSQL).
+
+    ``where`` is a function ``(table, excluded) -> condition`` limiting which conflicts update.
+    """
+    if not rows:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(list(rows))
+    excluded = stmt.excluded
+    kwargs: dict[str, Any] = {"index_elements": list(keys), "set_": {c: excluded[c] for c in update}}
+    if where is not None:
+        kwargs["where"] = where(table, excluded)
+    conn.execute(stmt.on_conflict_do_update(**kwargs) if update else stmt.on_conflict_do_nothing(index_elements=list(keys)))
+
+
+class StoreBase:
+    """Owns the engine. ``write()`` and ``read()`` give a connection inside one transaction."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 10.0, clock: Callable[[], int] = now_ms,
+                 migrate: bool = True) -> None:
+        self.url = url
+        self._clock = clock
+        self._engine: Engine | None = make_engine(url, busy_timeout_s=busy_timeout_s)
+        if migrate:
+            try:
+                upgrade(self._engine)
+            except BaseException:
+                self._engine.dispose()
+                self._engine = None
+                raise
+
+    @property
+    def dialect(self) -> str:
+        return self._db().dialect.name
+
+    def _db(self) -> Engine:
+        if self._engine is None:
+            raise StoreError("the store is closed")
+        return self._engine
+
+    def now(self) -> int:
+        return self._clock()
+
+    @contextlib.contextmanager
+    def write(self, what: str = "writing to the store") -> Iterator[Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite): committed on success, else rolled back."""
+        with store_errors(what):
+            with self._db().connect().execution_options(**{WRITE: True}) as conn:
+                with conn.begin():
+                    yield conn
+
+    @contextlib.contextmanager
+    def read(self, what: str = "reading the store") -> Iterator[Connection]:
+        """One read transaction: a consistent snapshot."""
+        with store_errors(what):
+            with self._db().connect() as conn:
+                with conn.begin():
+                    yield conn
+
+    def ping(self) -> str:
+        """Touch the database; return its schema revision (health checks)."""
+        with self.read("pinging the store") as conn:
+            conn.execute(text("SELECT 1"))
+            revision = current_revision(conn)
+        if revision is None:
+            raise StoreError("the store has no schema")
+        return revision
+
+    def close(self) -> None:
+        """Release every connection; safe to call twice."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    @property
+    def closed(self) -> bool:
+        return self._engine is None
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,280 @@
+"""Decided windows: one transaction per window, and the reads the pipeline and the API need.
+
+``decide_window`` writes everything one window changes (the window, its findings, the latest
+score of each, its profiles and row sample, the removal of its partials, and whatever the
+``react`` hook adds in the same transaction: alert transitions and notifications) or nothing.
+A key already decided is left as it is (``None`` is returned): two deciders racing for one
+window store it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from monitor.decide import Finding
+from monitor.keys import WindowKey
+from monitor.storage import tables as t
+from monitor.storage.base import upsert
+from monitor.storage.rows import FindingRow, ScoreRow, WindowCounts, WindowDecision, WindowRow, json_float
+
+__all__ = ["WindowsStore", "DecisionTx", "MAX_MESSAGE"]
+
+#: Longest finding message kept (a category value of megabytes must not be stored twice).
+MAX_MESSAGE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionTx:
+    """Handed to ``decide_window``'s ``react`` hook: the open transaction and the new window's id."""
+
+    conn: Connection
+    window_id: int
+    now_ms: int
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 14] + "… [truncated]"
+
+
+def _key_filter(table, key: WindowKey):  # noqa: ANN001, ANN202 - SQLAlchemy table
+    c = table.c
+    return and_(c.model == key.model, c.model_version == key.model_version, c.segment == key.segment,
+                c.start_ms == key.start_ms)
+
+
+def _window_row(r: Any) -> WindowRow:
+    return WindowRow(
+        id=r.id, model=r.model, model_version=r.model_version, segment=r.segment, start_ms=r.start_ms,
+        end_ms=r.end_ms, status=r.status, error=r.error, rows=r.rows, records=r.records,
+        invalid_instances=r.invalid_instances, late_records=r.late_records, duplicate_records=r.duplicate_records,
+        partials=r.partials, findings=r.findings, alerting=r.alerting, decided_at_ms=r.decided_at_ms,
+    )
+
+
+def _finding_row(r: Any) -> FindingRow:
+    return FindingRow(
+        id=r.id, window_id=r.window_id, model=r.model, model_version=r.model_version, segment=r.segment,
+        start_ms=r.start_ms, end_ms=r.end_ms, mode=r.mode, reference_window_id=r.reference_window_id,
+        family=r.family, feature=r.feature, test=r.test, statistic=json_float(r.statistic),
+        p_value=json_float(r.p_value), q_value=json_float(r.q_value), effect=json_float(r.effect),
+        floor=json_float(r.floor), significant=bool(r.significant), verdict=r.verdict, alerting=bool(r.alerting),
+        message=r.message,
+    )
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+class WindowsStore:
+    """Mixin of :class:`monitor.storage.Store`: decided windows and their findings."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def decide_window(self, d: WindowDecision, react: Callable[[DecisionTx], None] | None = None) -> int | None:
+        """Store one decided window in one transaction; ``None`` if the key was already decided."""
+        key = d.key
+        with self.write("saving a decided window") as conn:  # type: ignore[attr-defined]
+            if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
+                return None
+            now = self.now()  # type: ignore[attr-defined]
+            window_id = self._insert_window(conn, key, d.end_ms, d.counts, status="decided", error=None, now=now,
+                                            n_findings=len(d.findings),
+                                            n_alerting=sum(1 for f in d.findings if f.finding.alerting))
+            if d.findings:
+                rows = [self._finding_values(window_id, key, d.end_ms, f) for f in d.findings]
+                conn.execute(insert(t.findings), rows)
+                upsert(conn, t.latest_scores, [
+                    {"model": key.model, "model_version": key.model_version, "segment": key.segment,
+                     "mode": r["mode"], "family": r["family"], "feature": r["feature"], "test": r["test"],
+                     "window_id": window_id, "end_ms": d.end_ms, "statistic": r["statistic"],
+                     "q_value": r["q_value"], "effect": r["effect"], "floor": r["floor"], "verdict": r["verdict"],
+                     "alerting": r["alerting"]} for r in rows
+                ], keys=("model", "model_version", "segment", "mode", "family", "feature", "test"),
+                    update=("window_id", "end_ms", "statistic", "q_value", "effect", "floor", "verdict", "alerting"),
+                    where=lambda table, excluded: excluded.end_ms >= table.c.end_ms)
+            conn.execute(insert(t.window_profiles).values(window_id=window_id, features=d.features, outputs=d.outputs))
+            if d.sample is not None:
+                conn.execute(insert(t.window_samples).values(window_id=window_id, rows=d.sample_rows, sample=d.sample))
+            conn.execute(delete(t.partials).where(_key_filter(t.partials, key)))
+            if react is not None:
+                react(DecisionTx(conn=conn, window_id=window_id, now_ms=now))
+        return window_id
+
+    def record_failed_window(self, key: WindowKey, end_ms: int, counts: WindowCounts, error: str) -> int | None:
+        """Keep a window that could not be processed, with its error (it is skipped, not retried)."""
+        with self.write("saving a failed window") as conn:  # type: ignore[attr-defined]
+            if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
+                return None
+            window_id = self._insert_window(conn, key, end_ms, counts, status="failed", error=_clip(error),
+                                            now=self.now(), n_findings=0, n_alerting=0)  # type: ignore[attr-defined]
+            conn.execute(delete(t.partials).where(_key_filter(t.partials, key)))
+        return window_id
+
+    def add_late_records(self, key: WindowKey, records: int) -> bool:
+        """Count records that reached a window after it was decided; False when it is not stored."""
+        with self.write("counting late records") as conn:  # type: ignore[attr-defined]
+            done = conn.execute(update(t.windows).where(_key_filter(t.windows, key))
+                                .values(late_records=t.windows.c.late_records + records))
+        return bool(done.rowcount)
+
+    @staticmethod
+    def _insert_window(conn: Connection, key: WindowKey, end_ms: int, counts: WindowCounts, *, status: str,
+                       error: str | None, now: int, n_findings: int, n_alerting: int) -> int:
+        return int(conn.execute(
+            insert(t.windows).values(
+                model=key.model, model_version=key.model_version, segment=key.segment, start_ms=key.start_ms,
+                end_ms=end_ms, status=status, error=error, rows=counts.rows, records=counts.records,
+                invalid_instances=counts.invalid_instances, late_records=counts.late_records,
+                duplicate_records=counts.duplicate_records, partials=counts.partials, findings=n_findings,
+                alerting=n_alerting, decided_at_ms=now,
+            ).returning(t.windows.c.id)
+        ).scalar_one())
+
+    @staticmethod
+    def _finding_values(window_id: int, key: WindowKey, end_ms: int, f: Any) -> dict[str, Any]:
+        finding: Finding = f.finding
+        return {
+            "window_id": window_id, "model": key.model, "model_version": key.model_version, "segment": key.segment,
+            "start_ms": key.start_ms, "end_ms": end_ms, "mode": finding.mode,
+            "reference_window_id": f.reference_window_id, "family": f.family, "feature": finding.feature,
+            "test": finding.test, "statistic": json_float(finding.statistic), "p_value": _float(finding.p_value),
+            "q_value": _float(finding.q_value), "effect": json_float(finding.effect),
+            "floor": json_float(finding.floor), "significant": bool(finding.significant),
+            "verdict": finding.verdict, "alerting": bool(finding.alerting), "message": _clip(finding.message),
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def window(self, window_id: int) -> WindowRow | None:
+        with self.read() as conn:  # type: ignore[attr-defined]
+            r = conn.execute(select(t.windows).where(t.windows.c.id == window_id)).first()
+        return None if r is None else _window_row(r)
+
+    def window_at(self, key: WindowKey) -> WindowRow | None:
+        with self.read() as conn:  # type: ignore[attr-defined]
+            r = conn.execute(select(t.windows).where(_key_filter(t.windows, key))).first()
+        return None if r is None else _window_row(r)
+
+    def is_decided(self, key: WindowKey) -> bool:
+        return self.window_at(key) is not None
+
+    def previous_window(self, key: WindowKey) -> WindowRow | None:
+        """The newest decided window of the same model version and segment that starts before ``key``."""
+        c = t.windows.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            r = conn.execute(
+                select(t.windows).where(c.model == key.model, c.model_version == key.model_version,
+                                        c.segment == key.segment, c.start_ms < key.start_ms, c.status == "decided")
+                .order_by(c.start_ms.desc()).limit(1)
+            ).first()
+        return None if r is None else _window_row(r)
+
+    def list_windows(self, *, model: str | None = None, model_version: str | None = None,
+                     segment: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
+                     before: tuple[int, int] | None = None, limit: int = 100) -> list[WindowRow]:
+        """Windows newest first; ``before`` = (start_ms, id) of the last row of the previous page."""
+        c = t.windows.c
+        where = []
+        for column, value in ((c.model, model), (c.model_version, model_version), (c.segment, segment)):
+            if value is not None:
+                where.append(column == value)
+        if since_ms is not None:
+            where.append(c.start_ms >= since_ms)
+        if until_ms is not None:
+            where.append(c.start_ms < until_ms)
+        if before is not None:
+            where.append((c.start_ms < before[0]) | ((c.start_ms == before[0]) & (c.id < before[1])))
+        with self.read() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(select(t.windows).where(*where).order_by(c.start_ms.desc(), c.id.desc()).limit(limit))
+            return [_window_row(r) for r in rows]
+
+    def list_findings(self, *, window_id: int | None = None, model: str | None = None,
+                      model_version: str | None = None, segment: str | None = None, feature: str | None = None,
+                      test: str | None = None, mode: str | None = None, verdict: str | None = None,
+                      alerting: bool | None = None, since_ms: int | None = None, until_ms: int | None = None,
+                      after_id: int | None = None, newest_first: bool = True, limit: int = 1000) -> list[FindingRow]:
+        """Findings filtered by any of the arguments; by window start (newest first), then feature and test.
+
+        Paging: ``after_id`` is the last id of the previous page; ids grow with each decided window, so
+        newest-first pages continue with smaller ids.
+        """
+        c = t.findings.c
+        where = []
+        for column, value in ((c.window_id, window_id), (c.model, model), (c.model_version, model_version),
+                              (c.segment, segment), (c.feature, feature), (c.test, test), (c.mode, mode),
+                              (c.verdict, verdict), (c.alerting, alerting)):
+            if value is not None:
+                where.append(column == value)
+        if since_ms is not None:
+            where.append(c.start_ms >= since_ms)
+        if until_ms is not None:
+            where.append(c.start_ms < until_ms)
+        if after_id is not None:
+            where.append(c.id < after_id if newest_first else c.id > after_id)
+        order = (c.id.desc(),) if newest_first else (c.id.asc(),)
+        with self.read() as conn:  # type: ignore[attr-defined]
+            return [_finding_row(r) for r in conn.execute(select(t.findings).where(*where).order_by(*order).limit(limit))]
+
+    def recent_findings(self, key: WindowKey, *, mode: str, family: str, windows: int) -> list[list[Finding]]:
+        """The findings of the last ``windows`` decided windows before ``key`` (same model version and
+        segment), in one mode and family, oldest window first: the history persistence and trends read."""
+        if windows <= 0:
+            return []
+        w = t.windows.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            ids = [r.id for r in conn.execute(
+                select(w.id).where(w.model == key.model, w.model_version == key.model_version,
+                                   w.segment == key.segment, w.start_ms < key.start_ms, w.status == "decided")
+                .order_by(w.start_ms.desc()).limit(windows))]
+            if not ids:
+                return []
+            c = t.findings.c
+            rows = conn.execute(select(t.findings).where(c.window_id.in_(ids), c.mode == mode, c.family == family)
+                                .order_by(c.start_ms, c.id))
+            grouped: dict[int, list[Finding]] = {i: [] for i in reversed(ids)}
+            for r in rows:
+                grouped[r.window_id].append(_finding_row(r).to_finding())
+        return [grouped[i] for i in reversed(ids)]
+
+    def latest_scores(self, *, model: str | None = None) -> list[ScoreRow]:
+        c = t.latest_scores.c
+        where = [] if model is None else [c.model == model]
+        with self.read() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(select(t.latest_scores).where(*where)
+                                .order_by(c.model, c.model_version, c.segment, c.mode, c.family, c.feature, c.test))
+            return [ScoreRow(model=r.model, model_version=r.model_version, segment=r.segment, mode=r.mode,
+                             family=r.family, feature=r.feature, test=r.test, window_id=r.window_id, end_ms=r.end_ms,
+                             statistic=json_float(r.statistic), q_value=json_float(r.q_value),
+                             effect=json_float(r.effect), floor=json_float(r.floor), verdict=r.verdict,
+                             alerting=bool(r.alerting)) for r in rows]
+
+    def load_profiles(self, window_id: int) -> tuple[bytes, bytes] | None:
+        """The ``(features, outputs)`` profile bytes of a decided window."""
+        c = t.window_profiles.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            r = conn.execute(select(c.features, c.outputs).where(c.window_id == window_id)).first()
+        return None if r is None else (bytes(r.features), bytes(r.outputs))
+
+    def load_sample(self, window_id: int) -> bytes | None:
+        c = t.window_samples.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            r = conn.execute(select(c.sample).where(c.window_id == window_id)).first()
+        return None if r is None else bytes(r.sample)
+
+    def models(self) -> list[tuple[str, str]]:
+        """Every (model, version) with a stored window."""
+        c = t.windows.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            return [(r.model, r.model_version) for r in
+                    conn.execute(select(c.model, c.model_version).distinct().order_by(c.model, c.model_version))]
+
+    def counts_of(self, ids: Sequence[int]) -> dict[int, WindowCounts]:
+        c = t.windows.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            return {r.id: WindowCounts(r.rows, r.records, r.invalid_instances, r.late_records, r.duplicate_records,
+                                       r.partials) for r in conn.execute(select(t.windows).where(c.id.in_(list(ids))))}
