@@ -12,7 +12,8 @@ Every error skewwatch raises on purpose derives from one root, so a caller can c
     ├── BundleError         a model bundle that is missing, incomplete or unreadable
     ├── BrokerError         the embedded Kafka broker could not start or stop
     ├── DeliveryError       an alert notification could not be delivered
-    └── StoreError          the store is unreachable, locked or failed (not the caller's fault)
+    ├── StoreError          the store is unreachable, locked or failed (not the caller's fault)
+    └── NotFoundError       the thing asked for (an alert, a silence) does not exist
 
 Errors carry structured fields (not only a message) so adapters can turn them into
 HTTP bodies or log fields without parsing strings.
@@ -31,6 +32,7 @@ __all__ = [
     "BrokerError",
     "DeliveryError",
     "StoreError",
+    "NotFoundError",
 ]
 
 
@@ -104,3 +106,15 @@ class StoreError(SkewwatchError):
 
     Not the caller's fault: the API answers 503 for it, collectors retry and count it.
     """
+
+
+class NotFoundError(SkewwatchError):
+    """The thing asked for does not exist: ``what`` is its kind (``alert``, ``silence``), ``key`` its id.
+
+    The caller's mistake or a stale link: the API answers 404 for it.
+    """
+
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"no {what} {key!r}")
+        self.what = what
+        self.key = key
