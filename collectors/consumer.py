@@ -1,120 +1,341 @@
-"""The Kafka side of a collector: a consumer-group member feeding the windower.
+"""The first collection stage: a consumer-group member turning prediction records into partial windows.
 
-Offsets are committed by hand, and only up to the first record of any still-open window
-(:meth:`Windower.safe_offsets`), so a crash never loses a record of an unsaved window.
-Scale-out is Kafka's own: run more collectors in the same group and the partitions are
-shared. Records are keyed by model name, so one model's records stay in one partition and
-a window's statistics are complete in a single collector.
+Per assigned partition a :class:`~collectors.partition.PartitionProcessor` builds partial windows;
+each closed partial goes to the partials topic (keyed by model), each unusable message to the
+dead-letter topic unchanged (reason, source topic, partition and offset in its headers), and what
+every partition has closed is reported to the merge stage. The poll loop never blocks on anything
+slow: store writes (checkpoints) run on their own thread, produce calls are asynchronous.
+
+What a crash costs: nothing counted twice, nothing lost. Offsets are committed only up to the
+lowest offset still needed (a record in an open partial, a held record, a partial or dead letter
+Kafka has not acknowledged), and only after the partition's checkpoint (its watermark state at a
+position at or past that offset) is in the store. A new owner restores the checkpoint, re-reads
+from the commit and rebuilds the open partials exactly; partials already sent are recognised by
+the merge stage by their identity (partition, first and last offset).
+
+Rebalances keep what the collector still owns: the assignment is eager (every partition is revoked
+and reassigned), so a partition that comes back keeps its state and is resumed at this collector's
+own position; only partitions that moved away are dropped. Commit failures (a broker restart, a
+rebalance in between) are counted and retried; the collector never exits on them.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter
+from typing import Callable
 
-from collectors.pipeline import WindowOutcome, WindowProcessor
-from collectors.windows import Windower
-from monitor.errors import RecordError
-from monitor.record import decode_record
+from collectors.kafka import Statistics, consumer_config, ensure_topics, producer_config, topic_partitions
+from collectors.messages import PartitionMessage, StreamMessage, encode_partial, encode_partition, encode_stream
+from collectors.partition import DeadLetter, PartitionProcessor, Publish, Resolved, Timing
+from monitor.errors import StoreError
 from monitor.settings import Settings
+from monitor.storage import Store
 
-__all__ = ["Collector"]
+__all__ = ["PartialStage", "timing_from"]
 
 log = logging.getLogger(__name__)
 
+_TICK_S = 1.0
+_FULL_REPORT_S = 5.0
 
-class Collector:
-    def __init__(self, settings: Settings, *, windower: Windower, processor: WindowProcessor) -> None:
+
+def timing_from(settings: Settings) -> Timing:
+    from monitor.timeutil import parse_instant
+
+    window_ms = int(settings.window_seconds * 1000)
+    lateness_ms = int(settings.allowed_lateness_seconds * 1000)
+    jump = int(settings.max_watermark_jump_seconds * 1000) or max(window_ms, lateness_ms)
+    return Timing(window_ms=window_ms, lateness_ms=lateness_ms, max_jump_ms=jump,
+                  idle_ms=int(settings.idle_close_seconds * 1000),
+                  min_event_ms=parse_instant(settings.min_event_time, what="min_event_time"),
+                  max_future_ms=int(settings.max_event_time_future_seconds * 1000),
+                  max_record_bytes=settings.max_record_bytes, sample_records=settings.sample_records)
+
+
+class _Checkpointer(threading.Thread):
+    """Writes checkpoints to the store off the poll thread; reports back which commits they allow."""
+
+    def __init__(self, store: Store, topic: str) -> None:
+        super().__init__(name="skewwatch-checkpoints", daemon=True)
+        self.store = store
+        self.topic = topic
+        self.requests: queue.Queue = queue.Queue()
+        self.done: queue.Queue = queue.Queue()
+        self.failures = 0
+
+    def run(self) -> None:
+        while True:
+            job = self.requests.get()
+            if job is None:
+                return
+            generation, states, commits = job
+            try:
+                self.store.save_checkpoints(self.topic, states)
+            except StoreError as exc:
+                self.failures += 1
+                log.warning("cannot save collector checkpoints (offsets stay uncommitted, retried): %s", exc)
+                self.done.put((generation, None))
+                continue
+            self.done.put((generation, commits))
+
+
+class PartialStage:
+    """Consume the input topic until ``stop`` is set (see the module docstring)."""
+
+    def __init__(self, settings: Settings, *, store: Store, resolve: Callable[[str, str], Resolved],
+                 wall: Callable[[], int] | None = None) -> None:
         self.settings = settings
-        self.windower = windower
-        self.processor = processor
+        self.store = store
+        self.resolve = resolve
+        self.timing = timing_from(settings)
+        self.topic = settings.topic
+        self.stats = Statistics()
+        self._wall = wall or (lambda: time.time_ns() // 1_000_000)
+        self.partitions: dict[int, PartitionProcessor] = {}
+        self._committed: dict[int, int] = {}
+        self._generation = 0  # bumped on every assignment: commits prepared before it are void
         self.counts: Counter[str] = Counter()
-        self.outcomes: list[WindowOutcome] = []
         self._consumer = None
+        self._producer = None
+        self._partials_partitions = 0
+        self._checkpointer = _Checkpointer(store, self.topic)
+        self._pending_commit = False
+        self._last_full_report = 0.0
 
-    def _make_consumer(self):
-        from kafka import ConsumerRebalanceListener, KafkaConsumer
+    # -- Kafka clients -------------------------------------------------------------------------
+    def _clients(self):
+        from confluent_kafka import Consumer, Producer
 
-        collector = self
+        s = self.settings
+        ensure_topics(s, {s.topic: s.topic_partitions, s.partials_topic: s.partials_topic_partitions,
+                          s.dead_letter_topic: s.partials_topic_partitions})
+        conf = consumer_config(s, s.consumer_group, stats=self.stats, instance_id=s.collector_instance_id)
+        conf["on_commit"] = self._on_commit
+        consumer = Consumer(conf)
+        producer = Producer(producer_config(s, client_id="skewwatch-collector"))
+        consumer.subscribe([s.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._partials_partitions = topic_partitions(producer, s.partials_topic) or s.partials_topic_partitions
+        return consumer, producer
 
-        class _Rebalance(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):
-                if revoked:
-                    dropped = collector.windower.discard_open()
-                    log.info("partitions revoked %s: %d open windows left to their new owner", revoked, dropped)
+    def _on_assign(self, consumer, partitions) -> None:  # noqa: ANN001 - confluent types
+        self._generation += 1
+        mine = {tp.partition for tp in partitions}
+        for p in list(self.partitions):
+            if p not in mine:
+                log.info("partition %d moved to another collector: its open windows are left to the new owner", p)
+                del self.partitions[p]
+                self._committed.pop(p, None)
+        for tp in partitions:
+            kept = self.partitions.get(tp.partition)
+            if kept is not None and kept.position is not None:
+                tp.offset = kept.position  # resume where this collector was, not at the commit
+                continue
+            checkpoint = None
+            try:
+                checkpoint = self.store.load_checkpoint(self.topic, tp.partition)
+            except StoreError as exc:
+                self.counts["checkpoint_load_failures"] += 1
+                log.warning("partition %d: no checkpoint (store unavailable: %s); rebuilding from the commit", tp.partition, exc)
+            self.partitions[tp.partition] = PartitionProcessor(self.topic, tp.partition, self.timing, self.resolve,
+                                                               wall=self._wall, checkpoint=checkpoint)
+        consumer.assign(partitions)
+        self.counts["rebalances"] += 1
+        self._last_full_report = 0.0  # tell the merge stage everything about the new assignment at once
+        log.info("partitions assigned: %s", sorted(mine))
 
-            def on_partitions_assigned(self, assigned):
-                log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+    def _on_revoke(self, consumer, partitions) -> None:  # noqa: ANN001
+        # Eager rebalancing revokes everything; keep the state (we may get the partitions back) but
+        # hand over a clean commit, so a new owner starts from a checkpointed position.
+        self._commit_now(consumer, [tp.partition for tp in partitions], timeout_s=3.0)
 
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            group_id=self.settings.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=self.settings.max_poll_interval_ms,
-            session_timeout_ms=min(10_000, self.settings.max_poll_interval_ms),
-            heartbeat_interval_ms=1000,
-        )
-        consumer.subscribe([self.settings.topic], listener=_Rebalance())
-        return consumer
+    def _on_lost(self, consumer, partitions) -> None:  # noqa: ANN001
+        for tp in partitions:
+            self.partitions.pop(tp.partition, None)
+            self._committed.pop(tp.partition, None)
+        log.warning("partitions lost (session expired): %s", sorted(tp.partition for tp in partitions))
 
-    def _ingest(self, batch) -> int:
-        n = 0
-        for tp, messages in batch.items():
-            for msg in messages:
-                n += 1
-                try:
-                    record = decode_record(msg.value)
-                except RecordError as exc:
-                    self.counts["invalid_records"] += 1
-                    if self.counts["invalid_records"] <= 10:
-                        log.warning("skipping invalid record at %s[%d]@%d: %s", tp.topic, tp.partition, msg.offset, exc)
-                    continue
-                self.counts[self.windower.add(record, partition=tp.partition, offset=msg.offset).value] += 1
-        return n
+    # -- producing -----------------------------------------------------------------------------
+    def _produce(self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None,
+                 headers=None, on_delivery=None) -> None:  # noqa: ANN001
+        producer = self._producer
+        kwargs = {"key": key, "value": value, "headers": headers, "on_delivery": on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # librdkafka's queue is full (broker slow or away): wait, never drop
+                self.counts["produce_backpressure"] += 1
+                producer.poll(0.1)
 
-    def _commit(self, consumer) -> None:
-        from kafka import OffsetAndMetadata
+    def _delivery(self, p: int, token: int, what: str):  # noqa: ANN202
+        def done(err, _msg) -> None:  # noqa: ANN001
+            proc = self.partitions.get(p)
+            if err is not None:
+                self.counts[f"{what}_delivery_errors"] += 1
+                log.error("Kafka refused a %s of partition %d: %s", what, p, err)
+                if proc is not None:
+                    proc.failed(token)
+                return
+            self.counts[f"{what}s_sent"] += 1
+            if proc is not None:
+                proc.delivered(token)
 
-        safe = self.windower.safe_offsets()
-        offsets = {}
-        for tp in consumer.assignment():
-            position = consumer.position(tp)
-            offset = min(safe.get(tp.partition, position), position)
-            offsets[tp] = OffsetAndMetadata(offset, "", -1)
-        if offsets:
-            consumer.commit(offsets)
+        return done
 
-    def _close(self, windows) -> None:
-        for outcome in self.processor.process_all(windows):
-            self.outcomes.append(outcome)
-            self.counts["windows_closed"] += 1
+    def _emit(self, p: int, events) -> None:  # noqa: ANN001
+        s = self.settings
+        for e in events:
+            if isinstance(e, Publish):
+                self._produce(s.partials_topic, encode_partial(e.partial), key=e.partial.key.model.encode(),
+                              on_delivery=self._delivery(p, e.token, "partial"))
+            elif isinstance(e, DeadLetter):
+                headers = [("skewwatch-reason", e.reason.value.encode()), ("skewwatch-source-topic", self.topic.encode()),
+                           ("skewwatch-source-partition", str(p).encode()),
+                           ("skewwatch-source-offset", str(e.offset).encode()),
+                           ("skewwatch-error", e.detail[:1000].encode("utf-8", "replace")),
+                           ("skewwatch-model", e.model[:256].encode("utf-8", "replace"))]
+                self._produce(s.dead_letter_topic, e.value, key=str(p).encode(), headers=headers,
+                              on_delivery=self._delivery(p, e.token, "dead_letter"))
 
+    def _report(self, everything: bool) -> None:
+        """Stream reports (keyed by model, after that model's partials) and partition reports (to every
+        partition of the partials topic)."""
+        s = self.settings
+        now = self._wall()
+        for p, proc in self.partitions.items():
+            for model, closed, idle, open_windows, late in proc.stream_reports(everything=everything):
+                msg = StreamMessage(self.topic, p, model, closed, idle, open_windows, late, now)
+                self._produce(s.partials_topic, encode_stream(msg), key=model.encode())
+            health = self.stats.health(self.topic, p)
+            position = proc.position if proc.position is not None else -1
+            raw = encode_partition(PartitionMessage(self.topic, p, health.caught_up, position, now))
+            for target in range(self._partials_partitions):
+                self._produce(s.partials_topic, raw, partition=target)
+
+    # -- committing ----------------------------------------------------------------------------
+    def _prepare(self, partitions) -> tuple[list, dict[int, int]]:  # noqa: ANN001
+        states, commits = [], {}
+        for p in partitions:
+            proc = self.partitions.get(p)
+            if proc is None:
+                continue
+            safe = proc.safe_offset()
+            cp = proc.checkpoint()
+            if safe is None or cp is None or safe <= self._committed.get(p, -1):
+                continue
+            states.append((p, cp[0], cp[1]))
+            commits[p] = safe
+        return states, commits
+
+    def _commit(self, consumer, commits: dict[int, int], *, asynchronous: bool = True) -> None:  # noqa: ANN001
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [TopicPartition(self.topic, p, off) for p, off in commits.items() if p in self.partitions]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            self.counts["commit_failures"] += 1
+            log.warning("commit failed (retried at the next tick): %s", exc)
+            return
+        for tp in offsets:
+            self._committed[tp.partition] = max(self._committed.get(tp.partition, -1), tp.offset)
+        self.counts["commits"] += 1
+
+    def _on_commit(self, err, partitions) -> None:  # noqa: ANN001
+        if err is not None:
+            self.counts["commit_failures"] += 1
+            for tp in partitions:  # let the next tick try again
+                self._committed.pop(tp.partition, None)
+            log.warning("commit failed (retried at the next tick): %s", err)
+
+    def _commit_now(self, consumer, partitions, *, timeout_s: float) -> None:  # noqa: ANN001
+        """Checkpoint and commit synchronously (revocation, shutdown), bounded in time."""
+        self._producer.flush(timeout_s)
+        for _ in range(3):
+            self._producer.poll(0)
+        states, commits = self._prepare(partitions)
+        if not commits:
+            return
+        try:
+            self.store.save_checkpoints(self.topic, states)
+        except StoreError as exc:
+            self.counts["checkpoint_failures"] += 1
+            log.warning("cannot checkpoint before handing partitions over (the last commit stands): %s", exc)
+            return
+        self._commit(consumer, commits, asynchronous=False)
+
+    def _tick(self, consumer) -> None:  # noqa: ANN001
+        # caught-up state per partition drives idleness; an outage or a backlog is never idle
+        for p, proc in self.partitions.items():
+            self._emit(p, proc.tick(caught_up=self.stats.health(self.topic, p).caught_up))
+        now = time.monotonic()
+        everything = now - self._last_full_report >= _FULL_REPORT_S
+        if everything:
+            self._last_full_report = now
+        self._report(everything)
+        # commits the checkpointer has made safe
+        while True:
+            try:
+                generation, commits = self._checkpointer.done.get_nowait()
+            except queue.Empty:
+                break
+            self._pending_commit = False
+            if commits and generation == self._generation:
+                self._commit(consumer, commits)
+        if not self._pending_commit:
+            states, commits = self._prepare(list(self.partitions))
+            if commits:
+                self._pending_commit = True
+                self._checkpointer.requests.put((self._generation, states, commits))
+
+    # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set, then commit and leave.
-
-        Open windows are *not* closed on the way out: their records stay uncommitted, so the
-        next owner of the partitions (this collector restarted, or another group member)
-        re-reads them and builds each window whole. Saving a half window here would make the
-        rest of its records arrive "late" at the next owner.
-        """
-        consumer = self._make_consumer()
-        idle = self.settings.idle_close_seconds
-        last_data = time.monotonic()
+        consumer, producer = self._clients()
+        self._consumer, self._producer = consumer, producer
+        self._checkpointer.start()
+        last_tick = time.monotonic()
         try:
             while not stop.is_set():
-                batch = consumer.poll(timeout_ms=250, max_records=5000)
-                if self._ingest(batch):
-                    last_data = time.monotonic()
-                ready = self.windower.pop_ready()
-                if not ready and self.windower.open_windows and time.monotonic() - last_data > idle:
-                    ready = self.windower.pop_all()
-                if ready:
-                    self._close(ready)
-                if batch or ready:
-                    self._commit(consumer)
-            self._commit(consumer)
+                messages = consumer.consume(num_messages=2000, timeout=0.1)
+                for m in messages:
+                    err = m.error()
+                    if err is not None:
+                        self.counts["consume_errors"] += 1
+                        if not err.retriable() and err.fatal():
+                            log.error("fatal consumer error: %s", err)
+                        continue
+                    proc = self.partitions.get(m.partition())
+                    if proc is None:  # a message of a partition revoked in between
+                        continue
+                    kind, ts = m.timestamp()
+                    self._emit(m.partition(), proc.add(m.value(), m.offset(), ts if kind != 0 else None))
+                self.counts["records"] += len(messages)
+                producer.poll(0)
+                if time.monotonic() - last_tick >= _TICK_S:
+                    last_tick = time.monotonic()
+                    self._tick(consumer)
         finally:
-            consumer.close()
+            try:
+                self._commit_now(consumer, list(self.partitions), timeout_s=5.0)
+            finally:
+                self._checkpointer.requests.put(None)
+                consumer.close()  # leaves the group: the partitions move at once
+                producer.flush(5.0)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        out = {"counts": dict(self.counts), "partitions": {}}
+        for p, proc in list(self.partitions.items()):
+            out["partitions"][p] = {"open_partials": proc.open_partials, "held": proc.held_records,
+                                    "counts": dict(proc.counts), "position": proc.position,
+                                    "health": self.stats.health(self.topic, p)}
+        out["lags"] = self.stats.lags()
+        return out

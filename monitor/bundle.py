@@ -135,8 +135,22 @@ class Bundle:
         """Skewwatch statistics of the training rows' features."""
         return self._profile("baseline")
 
+    @property
+    def output_specs(self) -> tuple[FeatureSpec, ...]:
+        """The model's outputs as feature specs (``metadata["outputs"]``; default one numeric ``prediction``)."""
+        raw = self.metadata.get("outputs")
+        if raw is None:
+            return (PREDICTION_SPEC,)
+        try:
+            specs = specs_from_dicts(raw)
+        except (SchemaError, TypeError) as exc:
+            raise BundleError(f"bad outputs ({exc})", path=str(self.path / METADATA_FILE)) from None
+        if not specs:
+            raise BundleError("bundle lists no outputs", path=str(self.path / METADATA_FILE))
+        return specs
+
     def prediction_baseline(self) -> Profile:
-        """Skewwatch statistics of the model's predictions on the training rows (feature ``prediction``)."""
+        """Skewwatch statistics of the model's outputs on the training rows (the :attr:`output_specs`)."""
         return self._profile("prediction_baseline")
 
 

@@ -165,11 +165,11 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     from skewwatch.wiring import build_collector
 
-    collector, closer = build_collector(settings)
+    collector = build_collector(settings)
     try:
         collector.run(_stop_event())
     finally:
-        closer()
+        collector.close()
     return 0
 
 
@@ -197,8 +197,12 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
     "collect": (
         cmd_collect,
         "Consume prediction logs, window them, compare with baselines, store findings, send alerts.",
-        (*_KAFKA, "consumer_group", "max_poll_interval_ms", "models_dir", "state_dir", "monitor_config", "window_seconds",
-         "allowed_lateness_seconds", "idle_close_seconds", "tfdv_checks", "collector_metrics_port", "webhook_urls", "slack_webhook_url", "pagerduty_routing_key"),
+        (*_KAFKA, "consumer_group", "max_poll_interval_ms", "models_dir", "state_dir", "store_url", "monitor_config",
+         "window_seconds", "allowed_lateness_seconds", "idle_close_seconds", "max_watermark_jump_seconds",
+         "max_event_time_future_seconds", "min_event_time", "max_record_bytes", "partials_topic", "dead_letter_topic",
+         "partials_topic_partitions", "merge_consumer_group", "collector_stages", "collector_instance_id",
+         "sample_records", "tfdv_checks", "collector_metrics_port", "webhook_urls", "slack_webhook_url",
+         "pagerduty_routing_key"),
     ),
     "monitor": (cmd_monitor, "Serve the monitor API: /windows, /findings, /alerts, /metrics, /healthz.", ("state_dir", "monitor_host", "monitor_port")),
     "demo": (

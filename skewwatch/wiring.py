@@ -1,59 +1,97 @@
-"""Assemble a collector process from the settings: the one place its parts are wired."""
+"""Assemble a collector process from the settings: the one place its parts are wired.
+
+``skewwatch collect`` runs the partial stage (input topic to partials), the merge stage (partials
+to decided windows), or both (``collector_stages``), each on its own thread, sharing one store.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
+import threading
+from dataclasses import dataclass, field
 from typing import Callable
 
-import httpx
-
-from alerts.lifecycle import AlertManager
-from alerts.notifiers import Dispatcher, build_notifiers
 from collectors.baselines import BaselineCache
-from collectors.consumer import Collector
-from collectors.metrics import serve_metrics
-from collectors.pipeline import WindowProcessor
-from collectors.windows import Windower
+from collectors.consumer import PartialStage
+from collectors.merge import MergeStage
+from collectors.pipeline import WindowDecider
 from monitor.config import load_monitor_config
 from monitor.settings import Settings
-from monitor.storage.sqlite import Store
+from monitor.storage import Store, open_store
 
-__all__ = ["build_collector"]
+__all__ = ["Collector", "build_collector"]
+
+log = logging.getLogger(__name__)
 
 
-def build_collector(settings: Settings) -> tuple[Collector, Callable[[], None]]:
-    """Build a collector and a function that releases what it holds (store, HTTP client)."""
+@dataclass
+class Collector:
+    settings: Settings
+    store: Store
+    partial_stage: PartialStage | None
+    merge_stage: MergeStage | None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run the configured stages until ``stop`` is set; a stage that dies stops the others."""
+        threads = []
+        failed: list[BaseException] = []
+
+        def guard(target: Callable[[threading.Event], None], name: str) -> threading.Thread:
+            def body() -> None:
+                try:
+                    target(stop)
+                except BaseException as exc:  # noqa: BLE001 - report, then stop the process cleanly
+                    log.exception("%s stage failed", name)
+                    failed.append(exc)
+                    stop.set()
+
+            return threading.Thread(target=body, name=f"skewwatch-{name}", daemon=True)
+
+        if self.merge_stage is not None:
+            threads.append(guard(self.merge_stage.run, "merge"))
+        if self.partial_stage is not None:
+            threads.append(guard(self.partial_stage.run, "partials"))
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                stop.wait(0.5)
+                if stop.is_set():
+                    break
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        if failed:
+            raise failed[0]
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing: report and go on
+                log.exception("closing a collector part failed")
+        self.store.close()
+
+
+def build_collector(settings: Settings) -> Collector:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     config = load_monitor_config(settings.monitor_config)
-    store = Store(settings.db_path)
-    client = httpx.Client(timeout=10.0)
-    dispatcher = Dispatcher(build_notifiers(settings, client))
-    alert_manager = AlertManager(store=store)
+    store = open_store(settings)
     baselines = BaselineCache(settings.models_dir)
-    windower = Windower(
-        window_seconds=settings.window_seconds,
-        allowed_lateness_seconds=settings.allowed_lateness_seconds,
-        specs_for=baselines.specs_for,
-        is_closed=lambda key: store.has_window(
-            key.model_name, key.model_version, datetime.fromtimestamp(key.start_ms / 1000, tz=timezone.utc)
-        ),
-    )
-    tfdv_checks = None
-    if settings.tfdv_checks:
-        from collectors.tfdv_checks import TfdvChecks  # TensorFlow is loaded only on this path
+    partial_stage = merge_stage = None
+    if settings.collector_stages in ("both", "partials"):
+        partial_stage = PartialStage(settings, store=store, resolve=baselines.resolve)
+    collector = Collector(settings, store, None, None)
+    if settings.collector_stages in ("both", "merge"):
+        tfdv_checks = None
+        if settings.tfdv_checks:
+            from collectors.tfdv_checks import TfdvChecks  # TensorFlow is loaded only on this path
 
-        tfdv_checks = TfdvChecks(baselines)
-    processor = WindowProcessor(
-        baselines=baselines, config=config, store=store, alert_manager=alert_manager, dispatcher=dispatcher,
-        tfdv_checks=tfdv_checks,
-    )
-
-    def close() -> None:
-        dispatcher.close()
-        client.close()
-        store.close()
-
-    collector = Collector(settings, windower=windower, processor=processor)
-    if settings.collector_metrics_port:
-        serve_metrics(collector, settings.monitor_host, settings.collector_metrics_port)
-    return collector, close
+            tfdv_checks = TfdvChecks(baselines)
+        decider = WindowDecider(store=store, baselines=baselines, config=config, tfdv_checks=tfdv_checks,
+                                sample_records=settings.sample_records)
+        merge_stage = MergeStage(settings, store=store, decider=decider)
+    collector.partial_stage, collector.merge_stage = partial_stage, merge_stage
+    return collector

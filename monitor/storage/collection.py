@@ -169,11 +169,21 @@ class CollectionStore:
     # -- dead letters ------------------------------------------------------------------------
 
     def count_dead_letters(self, counts: Sequence[DeadLetterCount], examples: Sequence[DeadLetterExample] = (),
-                           *, keep_examples: int = 50) -> None:
-        """Add to the counts per (reason, model) and keep the newest ``keep_examples`` examples per reason."""
-        if not counts and not examples:
+                           *, keep_examples: int = 50, cursor: tuple[str, int, int, str] | None = None) -> None:
+        """Add to the counts per (reason, model) and keep the newest ``keep_examples`` examples per reason.
+
+        ``cursor`` = (dead-letter topic, partition, next offset, state JSON): the counting consumer's
+        position, saved in the same transaction, so every dead letter is counted exactly once.
+        """
+        if not counts and not examples and cursor is None:
             return
         with self.write("counting dead letters") as conn:  # type: ignore[attr-defined]
+            if cursor is not None:
+                topic, partition, position, state = cursor
+                upsert(conn, t.collector_checkpoints, [{"source_topic": topic, "source_partition": partition,
+                                                        "position": position, "state": state,
+                                                        "saved_ms": self.now()}],  # type: ignore[attr-defined]
+                       keys=("source_topic", "source_partition"), update=("position", "state", "saved_ms"))
             c = t.dead_letters.c
             for reason, model, n, last in counts:
                 found = conn.execute(select(c.count).where(c.reason == reason, c.model == model)).first()

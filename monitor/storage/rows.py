@@ -63,11 +63,13 @@ class WindowCounts:
 
 @dataclass(frozen=True, slots=True)
 class FindingIn:
-    """A finding to store, with the family it belongs to and the window it was compared with."""
+    """A finding to store, with the family it belongs to, the window it was compared with, and its
+    verdict before the persistence rule (``raw_verdict``, what later windows' history reads)."""
 
     finding: Finding
     family: Family = "features"
     reference_window_id: int | None = None
+    raw_verdict: str | None = None  # None: the same as finding.verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +138,19 @@ class FindingRow:
     floor: float | None
     significant: bool
     verdict: str
+    raw_verdict: str
     alerting: bool
     message: str
 
-    def to_finding(self) -> Finding:
+    def to_finding(self, *, raw: bool = False) -> Finding:
+        """The stored finding; ``raw``: with its verdict before the persistence rule."""
         nan = math.nan
         return Finding(
             model=self.model, feature=self.feature, test=self.test, mode=self.mode,  # type: ignore[arg-type]
             statistic=nan if self.statistic is None else self.statistic, p_value=self.p_value, q_value=self.q_value,
             effect=nan if self.effect is None else self.effect, floor=nan if self.floor is None else self.floor,
-            significant=self.significant, verdict=self.verdict, message=self.message,  # type: ignore[arg-type]
+            significant=self.significant, verdict=self.raw_verdict if raw else self.verdict,  # type: ignore[arg-type]
+            message=self.message,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,8 +11,11 @@ Groups:
 * collection: ``partials`` (closed partial windows waiting to be merged), ``stream_progress`` and
   ``partition_progress`` (what each source partition has closed), ``collector_checkpoints``
   (a collector's watermark state per partition), ``dead_letters`` and ``dead_letter_examples``;
-* alerting: ``alerts``, ``silences``, ``outbox`` (notifications to send, at least once);
-* administration: ``monitor_configs``.
+* alerting: ``alerts`` (one row per fingerprint), ``alert_groups`` and ``alert_group_members``
+  (notification groups and what their receivers last heard), ``silences``, ``outbox``
+  (messages to send, at least once);
+* administration: ``monitor_configs`` (a model's monitor config set through the API), ``baselines``
+  (TFDV statistics and schema uploaded for a model version).
 """
 
 from __future__ import annotations
@@ -98,10 +101,12 @@ findings = Table(
     Column("floor", Float),
     Column("significant", Boolean, nullable=False),
     Column("verdict", String(24), nullable=False),
+    Column("raw_verdict", String(24), nullable=False),  # before the persistence rule: what history reads
     Column("alerting", Boolean, nullable=False),
     Column("message", Text, nullable=False),
     UniqueConstraint("window_id", "mode", "family", "feature", "test"),
     Index(None, "model", "feature", "test", "mode", "start_ms"),
+    Index(None, "model", "feature", "start_ms", "id"),  # a feature's history, newest first, in pages
     Index(None, "verdict"),
 )
 
@@ -227,38 +232,70 @@ dead_letter_examples = Table(
 alerts = Table(
     "alerts",
     metadata,
-    Column("fingerprint", String(64), primary_key=True),
-    Column("state", String(16), nullable=False),
+    Column("fingerprint", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),  # pending | firing | resolved (monitor.alerting_config)
+    Column("kind", String(16), nullable=False),  # feature | output | model
     Column("model", String(NAME), nullable=False),
     Column("model_version", String(NAME), nullable=False),
     Column("segment", String(SEGMENT), nullable=False),
-    Column("feature", String(NAME), nullable=False),
-    Column("mode", String(16), nullable=False),
-    Column("kind", String(32), nullable=False),
+    Column("feature", String(NAME), nullable=False),  # "" for a model-wide alert
+    Column("mode", String(32), nullable=False),
     Column("severity", String(16), nullable=False),
-    Column("labels", Text, nullable=False),
-    Column("annotations", Text, nullable=False),
-    Column("findings", Text, nullable=False),
-    Column("starts_ms", BigInteger, nullable=False),
-    Column("ends_ms", BigInteger),
-    Column("updated_ms", BigInteger, nullable=False),
-    Column("firing_windows", Integer, nullable=False),
-    Column("healthy_windows", Integer, nullable=False),
+    Column("labels", Text, nullable=False),  # JSON, Alertmanager's labels
+    Column("annotations", Text, nullable=False),  # JSON: summary, description, drilldown
+    Column("findings", Text, nullable=False),  # JSON: the alerting findings (or features), ranked by score
+    Column("score", Float, nullable=False),  # largest effect / floor: ranks alerts in a message
+    Column("pending_since_ms", BigInteger),  # event time: start of the current alerting streak
+    Column("starts_ms", BigInteger, nullable=False),  # event time: start of the incident
+    Column("ends_ms", BigInteger),  # event time: end of the window that resolved it
+    Column("updated_ms", BigInteger, nullable=False),  # event time: end of the last window seen
+    Column("window_id", ID),  # the last window that changed it
+    Column("firing_windows", Integer, nullable=False),  # consecutive alerting windows
+    Column("healthy_windows", Integer, nullable=False),  # consecutive healthy windows
+    Column("incident", Integer, nullable=False),  # how many times it has fired
+    Column("inhibited_by", String(32)),  # fingerprint of the model-wide alert muting it
     Column("acknowledged_by", String(NAME)),
     Column("acknowledged_until_ms", BigInteger),
     Column("acknowledged_comment", Text),
-    Column("notified_status", String(16)),
-    Column("notified_severity", String(16)),
-    Column("last_notified_ms", BigInteger),
+    Column("acknowledged_ms", BigInteger),
+    Column("resolved_by", String(NAME)),
+    Column("changed_ms", BigInteger, nullable=False),  # wall time of the last change
     Index(None, "state"),
     Index(None, "model", "state"),
+    Index(None, "model", "model_version", "segment"),
+)
+
+alert_groups = Table(
+    "alert_groups",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("route", String(64), nullable=False),
+    Column("receiver", String(64), nullable=False),
+    Column("key_hash", String(32), nullable=False),
+    Column("group_key", Text, nullable=False),  # Alertmanager's groupKey: {route}:{label="value",...}
+    Column("group_labels", Text, nullable=False),  # JSON
+    Column("next_flush_ms", BigInteger),  # wall time the group is next looked at; NULL: nothing to do
+    Column("last_flush_ms", BigInteger),  # NULL: no live group (the next alert waits group_wait)
+    Column("last_notified_ms", BigInteger),
+    Column("notified", Text, nullable=False),  # JSON {fingerprint: {"severity", "ack"}}: what receivers last heard
+    Column("seq", Integer, nullable=False),  # notifications made (dedup keys)
+    UniqueConstraint("route", "key_hash"),
+    Index(None, "next_flush_ms"),
+)
+
+alert_group_members = Table(
+    "alert_group_members",
+    metadata,
+    Column("group_id", ID, ForeignKey("alert_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("fingerprint", String(32), ForeignKey("alerts.fingerprint", ondelete="CASCADE"), primary_key=True),
+    Index(None, "fingerprint"),
 )
 
 silences = Table(
     "silences",
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("matchers", Text, nullable=False),
+    Column("id", String(36), primary_key=True),
+    Column("matchers", Text, nullable=False),  # JSON [{"name", "op", "value"}]
     Column("starts_ms", BigInteger, nullable=False),
     Column("ends_ms", BigInteger, nullable=False),
     Column("created_by", String(NAME), nullable=False),
@@ -272,18 +309,24 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column("receiver", String(NAME), nullable=False),
-    Column("dedup_key", String(NAME), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("receiver", String(64), nullable=False),
+    Column("integration", String(128), nullable=False),  # receiver/kind/index: which integration sends it
+    Column("target", String(64), nullable=False),  # kind + hash of the destination: order and rate limit
+    Column("kind", String(16), nullable=False),  # slack | pagerduty | webhook | alertmanager
+    Column("dedup_key", String(255), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON without secrets
     Column("status", String(16), nullable=False),  # pending | delivered | failed
     Column("attempts", Integer, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until_ms", BigInteger),
     Column("delivered_ms", BigInteger),
+    Column("last_status", Integer),
     Column("last_error", Text),
+    UniqueConstraint("dedup_key"),
+    Index(None, "status", "target", "id"),
     Index(None, "status", "next_attempt_ms"),
-    Index(None, "receiver", "status"),
 )
 
 # -- administration ----------------------------------------------------------------------------
@@ -295,4 +338,17 @@ monitor_configs = Table(
     Column("document", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("updated_by", String(NAME), nullable=False),
+)
+
+baselines = Table(  # TFDV statistics + schema uploaded through the API for one model version
+    "baselines",
+    metadata,
+    Column("model", String(NAME), primary_key=True),
+    Column("model_version", String(NAME), primary_key=True),
+    Column("statistics", LargeBinary, nullable=False),  # a serialised DatasetFeatureStatisticsList
+    Column("schema", Text, nullable=False),  # a Schema text proto
+    Column("sha256", String(64), nullable=False),
+    Column("features", Integer, nullable=False),
+    Column("uploaded_ms", BigInteger, nullable=False),
+    Column("uploaded_by", String(NAME), nullable=False),
 )

@@ -61,8 +61,8 @@ def _finding_row(r: Any) -> FindingRow:
         start_ms=r.start_ms, end_ms=r.end_ms, mode=r.mode, reference_window_id=r.reference_window_id,
         family=r.family, feature=r.feature, test=r.test, statistic=json_float(r.statistic),
         p_value=json_float(r.p_value), q_value=json_float(r.q_value), effect=json_float(r.effect),
-        floor=json_float(r.floor), significant=bool(r.significant), verdict=r.verdict, alerting=bool(r.alerting),
-        message=r.message,
+        floor=json_float(r.floor), significant=bool(r.significant), verdict=r.verdict, raw_verdict=r.raw_verdict,
+        alerting=bool(r.alerting), message=r.message,
     )
 
 
@@ -145,7 +145,8 @@ class WindowsStore:
             "test": finding.test, "statistic": json_float(finding.statistic), "p_value": _float(finding.p_value),
             "q_value": _float(finding.q_value), "effect": json_float(finding.effect),
             "floor": json_float(finding.floor), "significant": bool(finding.significant),
-            "verdict": finding.verdict, "alerting": bool(finding.alerting), "message": _clip(finding.message),
+            "verdict": finding.verdict, "raw_verdict": f.raw_verdict or finding.verdict,
+            "alerting": bool(finding.alerting), "message": _clip(finding.message),
         }
 
     # -- reading ---------------------------------------------------------------------------
@@ -222,7 +223,8 @@ class WindowsStore:
 
     def recent_findings(self, key: WindowKey, *, mode: str, family: str, windows: int) -> list[list[Finding]]:
         """The findings of the last ``windows`` decided windows before ``key`` (same model version and
-        segment), in one mode and family, oldest window first: the history persistence and trends read."""
+        segment), in one mode and family, oldest window first, with their verdicts before the
+        persistence rule: the history persistence and trends read."""
         if windows <= 0:
             return []
         w = t.windows.c
@@ -238,7 +240,7 @@ class WindowsStore:
                                 .order_by(c.start_ms, c.id))
             grouped: dict[int, list[Finding]] = {i: [] for i in reversed(ids)}
             for r in rows:
-                grouped[r.window_id].append(_finding_row(r).to_finding())
+                grouped[r.window_id].append(_finding_row(r).to_finding(raw=True))
         return [grouped[i] for i in reversed(ids)]
 
     def latest_scores(self, *, model: str | None = None) -> list[ScoreRow]:

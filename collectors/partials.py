@@ -1,0 +1,203 @@
+"""Partial windows: the statistics one source partition holds for one window.
+
+An :class:`OpenPartial` accumulates the records of one (model, version, segment, window) read
+from one Kafka partition: columns are buffered and folded into the window's
+:class:`~monitor.stats.Profile` in vectorised batches, so a record costs a few list extends.
+Requests are counted once by ``(request_id, part)`` (a duplicate delivery is counted as such and
+not folded in), and a bounded, deterministic row sample is kept: the ``sample_records`` records
+with the smallest hash of their request id, which is a uniform sample and merges exactly (the
+union's smallest hashes), so a window's sample does not depend on how its records were split.
+
+Closing gives a :class:`ClosedPartial`: the window key, its identity in the source partition
+(first and last offset of the records it holds) and the byte-stable profiles. The merge stage
+merges the partials of a window from every partition.
+
+Dedup memory is bounded: at most ``max_request_ids`` ids per partial (8-byte hashes in a set,
+about 70 bytes each in CPython: 200,000 ids is about 14 MB); beyond that duplicates are no
+longer detected and ``dedup_overflow`` counts the records that went unchecked. A hash collision
+between two distinct requests (probability about n^2 / 2^65: 1e-9 at 200,000 ids) would count
+one as a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import orjson
+
+from collectors.columns import check_columns, clip_category, output_arrays
+from monitor.keys import WindowKey
+from monitor.record import LoggedRecord
+from monitor.schema import FeatureSpec
+from monitor.stats import Profile
+from monitor.storage.rows import WindowCounts
+
+__all__ = ["ClosedPartial", "OpenPartial", "merge_samples", "record_hash", "sample_table"]
+
+_FLUSH_ROWS = 4096
+_MAX_ERRORS = 20
+
+
+def record_hash(request_id: str, part: int) -> int:
+    """64-bit hash of a request part: the dedup key and the sampling priority (stable across processes)."""
+    digest = hashlib.blake2b(f"{request_id}\x00{part}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _clip_values(values: Sequence[Any]) -> list[Any]:
+    return [clip_category(v) if type(v) is str else v for v in values]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPartial:
+    key: WindowKey
+    end_ms: int
+    source_topic: str
+    source_partition: int
+    first_offset: int
+    last_offset: int
+    counts: WindowCounts
+    features: bytes
+    outputs: bytes
+    sample: bytes  # JSON list of [priority, {"columns": ..., "outputs": ...}]
+    errors: tuple[str, ...] = ()
+
+
+class OpenPartial:
+    __slots__ = ("key", "end_ms", "specs", "output_specs", "features", "outputs", "_pending", "_pending_out",
+                 "_pending_rows", "first_offset", "last_offset", "records", "duplicates", "late", "rows",
+                 "invalid", "dedup_overflow", "errors", "_seen", "_sample", "_sample_records", "_max_ids")
+
+    def __init__(self, key: WindowKey, end_ms: int, specs: Sequence[FeatureSpec], output_specs: Sequence[FeatureSpec],
+                 *, sample_records: int = 20, max_request_ids: int = 200_000) -> None:
+        self.key = key
+        self.end_ms = end_ms
+        self.specs = tuple(specs)
+        self.output_specs = tuple(output_specs)
+        self.features = Profile.empty(self.specs)
+        self.outputs = Profile.empty(self.output_specs)
+        self._pending: dict[str, list[Any]] = {s.name: [] for s in self.specs}
+        self._pending_out: dict[str, list[Any]] = {s.name: [] for s in self.output_specs}
+        self._pending_rows = 0
+        self.first_offset: int | None = None
+        self.last_offset: int | None = None
+        self.records = self.duplicates = self.late = self.rows = self.invalid = self.dedup_overflow = 0
+        self.errors: list[str] = []
+        self._seen: set[int] = set()
+        self._sample: list[tuple[int, int, dict[str, Any]]] = []  # max-heap by -priority
+        self._sample_records = sample_records
+        self._max_ids = max_request_ids
+
+    def add(self, record: LoggedRecord, offset: int, *, late: bool, digest: int | None = None) -> bool:
+        """Fold in one record read at ``offset``; False (and counted) when it is a duplicate."""
+        h = record_hash(record.request_id, record.part) if digest is None else digest
+        if h in self._seen:
+            self.duplicates += 1
+            return False
+        if len(self._seen) < self._max_ids:
+            self._seen.add(h)
+        else:
+            self.dedup_overflow += 1
+        if self.first_offset is None or offset < self.first_offset:
+            self.first_offset = offset
+        if self.last_offset is None or offset > self.last_offset:
+            self.last_offset = offset
+        if record.part == 0:
+            self.records += 1
+        if late:
+            self.late += 1
+        n = record.rows
+        if n == 0:
+            return True
+        columns, outputs = record.columns, record.outputs
+        for name, buf in self._pending.items():
+            col = columns.get(name)
+            buf.extend(col if col is not None else [None] * n)
+        for name, buf in self._pending_out.items():
+            col = outputs.get(name)
+            buf.extend(col if col is not None else [None] * n)
+        self._pending_rows += n
+        if self._sample_records:
+            self._offer_sample(h, record)
+        if self._pending_rows >= _FLUSH_ROWS:
+            self.flush()
+        return True
+
+    def _offer_sample(self, h: int, record: LoggedRecord) -> None:
+        sample = self._sample
+        if len(sample) >= self._sample_records and -sample[0][0] <= h:
+            return
+        entry = {"columns": {s.name: _clip_values(record.columns[s.name]) for s in self.specs if s.name in record.columns},
+                 "outputs": {s.name: _clip_values(record.outputs[s.name]) for s in self.output_specs
+                             if s.name in record.outputs}}
+        item = (-h, record.part, entry)
+        if len(sample) < self._sample_records:
+            heapq.heappush(sample, item)
+        else:
+            heapq.heapreplace(sample, item)
+
+    def flush(self) -> None:
+        if not self._pending_rows:
+            return
+        n = self._pending_rows
+        checked = check_columns(self._pending, n, self.specs)
+        # a profile counts the rows of the columns it is given: with no feature column at all, one
+        # column of missing values still counts every row as missing
+        self.features.update_columns(checked.columns or {self.specs[0].name: [None] * checked.rows})
+        outputs = output_arrays(self._pending_out, self.output_specs, checked.keep)
+        self.outputs.update_columns(outputs or {self.output_specs[0].name: [None] * checked.rows})
+        self.rows += checked.rows
+        self.invalid += checked.invalid
+        room = _MAX_ERRORS - len(self.errors)
+        if room > 0:
+            self.errors.extend(checked.errors[:room])
+        for buf in self._pending.values():
+            buf.clear()
+        for buf in self._pending_out.values():
+            buf.clear()
+        self._pending_rows = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.first_offset is None
+
+    def close(self, source_topic: str, source_partition: int) -> ClosedPartial:
+        self.flush()
+        sample = sorted(((-neg, part, entry) for neg, part, entry in self._sample), key=lambda x: (x[0], x[1]))
+        return ClosedPartial(
+            key=self.key, end_ms=self.end_ms, source_topic=source_topic, source_partition=source_partition,
+            first_offset=int(self.first_offset if self.first_offset is not None else -1),
+            last_offset=int(self.last_offset if self.last_offset is not None else -1),
+            counts=WindowCounts(rows=self.rows, records=self.records, invalid_instances=self.invalid,
+                                late_records=self.late, duplicate_records=self.duplicates, partials=1),
+            features=self.features.to_bytes(), outputs=self.outputs.to_bytes(),
+            sample=orjson.dumps([[p, part, entry] for p, part, entry in sample]), errors=tuple(self.errors),
+        )
+
+
+def merge_samples(samples: Sequence[bytes], limit: int) -> list[list[Any]]:
+    """The ``limit`` entries with the smallest priority over several partial samples (order-free)."""
+    entries = [e for raw in samples if raw for e in orjson.loads(raw)]
+    entries.sort(key=lambda e: (e[0], e[1]))
+    return entries[:limit]
+
+
+def sample_table(entries: Sequence[Sequence[Any]], max_rows: int = 1000) -> tuple[bytes, int]:
+    """A merged sample as ``{"columns": {name: [...]}, "outputs": {name: [...]}}`` JSON, at most ``max_rows`` rows."""
+    columns: dict[str, list[Any]] = {}
+    outputs: dict[str, list[Any]] = {}
+    rows = 0
+    for _, _, entry in entries:
+        cols, outs = entry.get("columns", {}), entry.get("outputs", {})
+        n = max((len(v) for v in (*cols.values(), *outs.values())), default=0)
+        take = min(n, max_rows - rows)
+        if take <= 0:
+            break
+        for target, source in ((columns, cols), (outputs, outs)):
+            for name in sorted(set(target) | set(source)):
+                target.setdefault(name, [None] * rows).extend((source.get(name) or [None] * n)[:take])
+        rows += take
+    return orjson.dumps({"columns": columns, "outputs": outputs}), rows
