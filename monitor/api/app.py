@@ -1,108 +1,116 @@
-"""The monitor's read API: windows, findings, alerts, Prometheus metrics.
+"""The monitor's HTTP API and dashboard: ``create_app(settings, store)``.
 
-``create_app(settings, store)`` builds a fresh FastAPI app around one store (no module state;
-the caller owns and closes the store). Handlers are thin: filtering and shaping live in
-:class:`~monitor.storage.Store`. Query parameters are validated: a value of the wrong type
-or out of range gets 422 with FastAPI's usual ``detail`` list naming the parameter; an
-unknown parameter (a typo that would silently drop a filter) gets 400 naming it; a
-timestamp must carry an offset (``2012-03-01T08:00:00Z``; in a URL write ``+`` as ``%2B``).
-Rows are returned as ``{"windows": [...]}``, ``{"findings": [...]}``, ``{"alerts": [...]}``.
+A fresh FastAPI app around one store (no module state; the caller owns and closes the store).
+Handlers are thin: reading and paging live in :class:`~monitor.storage.Store`, numbers in the
+core. The OpenAPI spec is served at ``/openapi.json`` and browsable at ``/docs``.
+
+* Reads are open unless ``api_read_auth``; every changing endpoint needs the bearer token
+  (:mod:`monitor.api.security`). ``/healthz``, ``/readyz`` and the dashboard's static files are
+  always open (the dashboard asks for the token when it needs one).
+* Bodies are limited (``api_max_body_bytes``; baseline uploads ``api_max_upload_bytes``): 413.
+* CORS is off unless ``api_cors_origins`` names origins.
+* Errors: an invalid parameter or body is 422 naming it (FastAPI's ``detail`` list, the
+  offending input never echoed); an unknown query parameter is 400 (a typo would silently drop
+  a filter); a store failure is 503 with ``Retry-After``, never 4xx. Instants are RFC 3339 with
+  an offset inside 0001..9999 in UTC (write ``+`` as ``%2B`` in a URL); ids fit in 63 bits.
+* Answers are bounded: list routes page with an opaque ``cursor`` and examine a bounded stretch
+  of the history per page; text values are cut to ``api_max_value_chars`` with a marker.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any, Callable, Literal
+import logging
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import AwareDatetime
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
 
-from monitor.api.metrics import StoreCollector
-from monitor.errors import SkewwatchError
+from monitor.api.bounded import clip
+from monitor.api.context import Context
+from monitor.api.limits import BodyLimit
+from monitor.api.routes.admin import add_admin_routes
+from monitor.api.routes.alerts import add_alert_routes
+from monitor.api.routes.deadletters import add_dead_letter_routes
+from monitor.api.routes.health import add_health_routes
+from monitor.api.routes.models import add_model_routes
+from monitor.api.routes.reports import add_report_routes
+from monitor.api.routes.ui import add_ui_routes
+from monitor.api.routes.windows import add_window_routes
+from monitor.api.security import make_guards
+from monitor.errors import BundleError, SkewwatchError, StoreError, TimeError
 from monitor.settings import Settings
-from monitor.storage import Store
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
 
-def _only(*allowed: str) -> Callable[[Request], None]:
-    """A dependency rejecting query parameters other than ``allowed`` with 400."""
-
-    def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - set(allowed))
-        if unknown:
-            raise HTTPException(
-                status_code=400,
-                detail=f"unknown query parameter(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}",
-            )
-
-    return check
+API_VERSION = "1.0.0"
 
 
-def create_app(settings: Settings, store: Store) -> FastAPI:
+def _located(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """FastAPI's error list without the offending input (it may be huge, or a secret)."""
+    out = []
+    for e in errors[:20]:
+        loc = [clip(str(p), 64) if isinstance(p, str) else p for p in e.get("loc", ())]
+        out.append({"loc": loc, "msg": clip(str(e.get("msg", "")), 500), "type": str(e.get("type", "value_error"))})
+    return out
+
+
+def create_app(settings: Settings, store: Any) -> FastAPI:
     app = FastAPI(
         title="skewwatch monitor",
-        description="Training-serving skew and drift findings, windows and alerts.",
-        version="0.1.0",
+        description="Training-serving skew and drift: models, baselines, monitor configs, windows, findings, "
+                    "score histories, dead letters, alerts and silences, reports, and the dashboard at /ui.",
+        version=API_VERSION,
     )
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
+    ctx = Context.build(settings, store)
+    guards = make_guards(settings)
     app.state.settings = settings
     app.state.store = store
-    app.state.registry = registry
+    app.state.context = ctx
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        log.warning("store error on %s: %s", request.url.path, exc)
+        return JSONResponse(status_code=503, content={"detail": f"store unavailable: {clip(str(exc), 500)}"},
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _located(list(exc.errors()))})
+
+    @app.exception_handler(TimeError)
+    async def bad_time(request: Request, exc: TimeError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": clip(str(exc), 500)})
+
+    @app.exception_handler(BundleError)
+    async def bundle_error(request: Request, exc: BundleError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"a model bundle is unreadable: {clip(str(exc), 500)}"})
 
     @app.exception_handler(SkewwatchError)
-    async def skewwatch_error(request: Request, exc: SkewwatchError) -> JSONResponse:
-        status = 503 if store.closed else 400  # a closed store is our problem, not the caller's
-        return JSONResponse(status_code=status, content={"detail": str(exc), "field": getattr(exc, "field", None)})
+    async def ours(request: Request, exc: SkewwatchError) -> JSONResponse:
+        log.error("error on %s: %s", request.url.path, exc)
+        return JSONResponse(status_code=500, content={"detail": clip(str(exc), 500)})
 
-    @app.exception_handler(sqlite3.Error)
-    async def database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": f"store unavailable: {exc}"})
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
 
-    @app.get("/healthz", dependencies=[Depends(_only())])
-    def healthz() -> Any:
-        try:
-            version = store.ping()
-        except (SkewwatchError, sqlite3.Error) as exc:
-            return JSONResponse(status_code=503, content={"status": "unavailable", "detail": str(exc)})
-        return {"status": "ok", "schema_version": version}
+    add_health_routes(app, ctx, guards)
+    add_model_routes(app, ctx, guards)
+    add_window_routes(app, ctx, guards)
+    add_dead_letter_routes(app, ctx, guards)
+    add_alert_routes(app, ctx, guards)
+    add_report_routes(app, ctx, guards)
+    add_admin_routes(app, ctx, guards)
+    add_ui_routes(app, ctx, guards)
 
-    @app.get("/windows", dependencies=[Depends(_only("model", "mode", "since", "limit"))])
-    def windows(
-        model: str | None = Query(None, min_length=1, description="Only this model."),
-        mode: Literal["skew", "drift"] | None = Query(None, description="Only skew or only drift windows."),
-        since: AwareDatetime | None = Query(None, description="Windows starting at or after this instant."),
-        limit: int = Query(100, ge=1, le=10_000, description="At most this many, newest first."),
-    ) -> dict[str, Any]:
-        rows = store.list_windows(model=model, mode=mode, since=since, limit=limit)
-        return {"windows": [r.to_dict() for r in rows]}
-
-    @app.get(
-        "/findings",
-        dependencies=[Depends(_only("model", "feature", "verdict", "window_id", "mode", "limit"))],
-    )
-    def findings(
-        model: str | None = Query(None, min_length=1),
-        feature: str | None = Query(None, min_length=1),
-        verdict: Literal["ok", "warning", "critical"] | None = Query(None),
-        window_id: int | None = Query(None, ge=1),
-        mode: Literal["skew", "drift"] | None = Query(None),
-        limit: int = Query(1000, ge=1, le=100_000),
-    ) -> dict[str, Any]:
-        rows = store.list_findings(
-            model=model, feature=feature, verdict=verdict, window_id=window_id, mode=mode, limit=limit
-        )
-        return {"findings": [r.to_dict() for r in rows]}
-
-    @app.get("/alerts", dependencies=[Depends(_only("state"))])
-    def alerts(state: Literal["firing", "resolved"] | None = Query(None)) -> dict[str, Any]:
-        return {"alerts": [r.to_dict() for r in store.list_alerts(state=state)]}
-
-    @app.get("/metrics", dependencies=[Depends(_only())])
-    def metrics() -> Response:
-        return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
+    if settings.api_cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api_cors_origins), allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimit, default=settings.api_max_body_bytes, large=settings.api_max_upload_bytes,
+                       large_path=lambda path: path.endswith("/baseline/tfdv"))
     return app

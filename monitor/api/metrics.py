@@ -1,39 +1,45 @@
-"""Prometheus exposition of the store, read at scrape time.
+"""Prometheus exposition of the store, read at scrape time from small tables only.
 
-``StoreCollector`` is registered in a per-app ``CollectorRegistry`` (no global state). Every
-scrape reads the store, so what Prometheus sees is what the collector last saved, and a
-series disappears only when its data does. Scores are exported whether or not they alert:
+``StoreCollector`` is registered in a per-app ``CollectorRegistry`` (no global state). A scrape
+reads ``latest_scores`` (one row per score), the latest window of each stream, the dead-letter
+counts and the alerts: never the history, so it costs the same after a year as after a day.
+Scores are exported whether or not they alert. Names follow Prometheus' conventions (base units,
+``_total`` for counters, what varies in labels):
 
-* ``skewwatch_finding_{effect,q_value,statistic,floor,alerting}{model,feature,test,mode}`` -
-  the latest finding of each test (``q_value`` is NaN for tests without a p-value);
-* ``skewwatch_alerts_firing{model,severity}`` - firing alerts (0 for a known model and a
-  severity with none, so the series does not vanish when the last alert resolves);
-* ``skewwatch_windows{model,mode}`` - stored windows, and for the latest window
-  ``skewwatch_window_{rows,late_records,invalid_records}`` and
-  ``skewwatch_window_end_timestamp_seconds``;
-* ``skewwatch_store_up`` - 1 when the store answered, 0 when reading it failed.
+* ``skewwatch_finding_{effect,floor,q_value,statistic}`` and ``skewwatch_finding_alerting`` (0/1),
+  ``skewwatch_finding_severity`` (0 ok, 1 warning, 2 critical)
+  ``{model,model_version,segment,mode,family,feature,test}``: the latest finding of each score
+  (``q_value`` is NaN for tests without a p-value);
+* ``skewwatch_window_end_timestamp_seconds``, ``skewwatch_window_rows``,
+  ``skewwatch_window_{invalid_instances,late_records,duplicate_records}``,
+  ``skewwatch_window_alerting_findings`` ``{model,model_version,segment}``: the latest window of
+  each stream;
+* ``skewwatch_dead_letters_total{reason,model}`` and
+  ``skewwatch_dead_letter_last_timestamp_seconds{reason,model}``;
+* ``skewwatch_alerts_firing{model,severity}`` (0 for a known model and severity without any, so
+  the series does not vanish when the last alert resolves), when the store keeps alerts;
+* ``skewwatch_store_up``: 1 when the store answered the scrape, 0 when reading it failed.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 from collections import Counter
-from typing import Iterator
+from typing import Any, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from monitor.errors import SkewwatchError
-from monitor.storage import Store
-from monitor.storage.rows import parse_utc
+from monitor.errors import StoreError
 
-__all__ = ["StoreCollector"]
+__all__ = ["StoreCollector", "SEVERITY"]
 
 log = logging.getLogger(__name__)
 
-_SCORE_LABELS = ["model", "feature", "test", "mode"]
+_SCORE = ["model", "model_version", "segment", "mode", "family", "feature", "test"]
+_STREAM = ["model", "model_version", "segment"]
 _SEVERITIES = ("warning", "critical")
+SEVERITY = {"ok": 0.0, "warning": 1.0, "critical": 2.0}
 
 
 def _value(x: float | None) -> float:
@@ -43,77 +49,84 @@ def _value(x: float | None) -> float:
 class StoreCollector:
     """A prometheus_client collector over a :class:`~monitor.storage.Store`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("skewwatch_store_up", "1 when the store answered the scrape, else 0.")
         try:
             scores = self.store.latest_scores()
-            firing = self.store.list_alerts(state="firing")
-            known_models = {a.labels.get("model", "") for a in self.store.list_alerts()}
-            windows = self.store.window_summary()
-        except (SkewwatchError, sqlite3.Error) as exc:
+            windows = self.store.latest_windows()
+            dead = self.store.dead_letter_counts()
+            alerts = self.store.list_alerts() if hasattr(self.store, "list_alerts") else None
+        except StoreError as exc:
             log.error("metrics: reading the store failed: %s", exc)
-            yield GaugeMetricFamily("skewwatch_store_up", "1 when the store answered the scrape.", value=0)
+            up.add_metric([], 0)
+            yield up
             return
-        yield GaugeMetricFamily("skewwatch_store_up", "1 when the store answered the scrape.", value=1)
+        up.add_metric([], 1)
+        yield up
 
-        families = {
-            "effect": GaugeMetricFamily(
-                "skewwatch_finding_effect", "Effect size of the latest finding per test.", labels=_SCORE_LABELS
-            ),
-            "q_value": GaugeMetricFamily(
-                "skewwatch_finding_q_value",
-                "Multiple-testing adjusted p-value of the latest finding (NaN when the test has none).",
-                labels=_SCORE_LABELS,
-            ),
-            "statistic": GaugeMetricFamily(
-                "skewwatch_finding_statistic", "Test statistic of the latest finding.", labels=_SCORE_LABELS
-            ),
-            "floor": GaugeMetricFamily(
-                "skewwatch_finding_floor", "Effect floor the latest finding was judged against.", labels=_SCORE_LABELS
-            ),
-            "alerting": GaugeMetricFamily(
-                "skewwatch_finding_alerting", "1 when the latest finding alerts, else 0.", labels=_SCORE_LABELS
-            ),
-        }
+        def gauge(name: str, text: str, labels: list[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=labels)
+
+        effect = gauge("skewwatch_finding_effect", "Effect size of the latest finding of each score.", _SCORE)
+        floor = gauge("skewwatch_finding_floor", "Practical floor the latest effect was judged against.", _SCORE)
+        q_value = gauge("skewwatch_finding_q_value",
+                        "Benjamini-Hochberg adjusted p-value of the latest finding (NaN when the test has none).",
+                        _SCORE)
+        statistic = gauge("skewwatch_finding_statistic", "Test statistic of the latest finding.", _SCORE)
+        alerting = gauge("skewwatch_finding_alerting", "1 when the latest finding alerts, else 0.", _SCORE)
+        severity = gauge("skewwatch_finding_severity", "Verdict of the latest finding: 0 ok, 1 warning, 2 critical.",
+                         _SCORE)
         for s in scores:
-            key = [s.model, s.feature, s.test, s.mode]
-            families["effect"].add_metric(key, _value(s.effect))
-            families["q_value"].add_metric(key, _value(s.q_value))
-            families["statistic"].add_metric(key, _value(s.statistic))
-            families["floor"].add_metric(key, _value(s.floor))
-            families["alerting"].add_metric(key, 1.0 if s.alerting else 0.0)
-        yield from families.values()
+            key = [s.model, s.model_version, s.segment, s.mode, s.family, s.feature, s.test]
+            effect.add_metric(key, _value(s.effect))
+            floor.add_metric(key, _value(s.floor))
+            q_value.add_metric(key, _value(s.q_value))
+            statistic.add_metric(key, _value(s.statistic))
+            alerting.add_metric(key, 1.0 if s.alerting else 0.0)
+            severity.add_metric(key, SEVERITY.get(s.verdict, math.nan))
+        yield from (effect, floor, q_value, statistic, alerting, severity)
 
-        counts = Counter((a.labels.get("model", ""), a.severity) for a in firing)
-        alerts = GaugeMetricFamily(
-            "skewwatch_alerts_firing", "Alerts currently firing.", labels=["model", "severity"]
-        )
-        for model in sorted(known_models | {m for m, _ in counts}):
-            for severity in _SEVERITIES:
-                alerts.add_metric([model, severity], counts.get((model, severity), 0))
-        yield alerts
-
-        window_families = {
-            "windows": GaugeMetricFamily("skewwatch_windows", "Windows stored.", labels=["model", "mode"]),
-            "rows": GaugeMetricFamily("skewwatch_window_rows", "Valid rows in the latest window.", labels=["model", "mode"]),
-            "late": GaugeMetricFamily(
-                "skewwatch_window_late_records", "Late records in the latest window.", labels=["model", "mode"]
-            ),
-            "invalid": GaugeMetricFamily(
-                "skewwatch_window_invalid_records", "Invalid records in the latest window.", labels=["model", "mode"]
-            ),
-            "end": GaugeMetricFamily(
-                "skewwatch_window_end_timestamp_seconds", "End of the latest window (Unix time).", labels=["model", "mode"]
-            ),
-        }
+        end = gauge("skewwatch_window_end_timestamp_seconds", "End of the latest decided window (Unix time).", _STREAM)
+        rows = gauge("skewwatch_window_rows", "Rows folded into the latest window.", _STREAM)
+        invalid = gauge("skewwatch_window_invalid_instances", "Invalid instances in the latest window.", _STREAM)
+        late = gauge("skewwatch_window_late_records", "Late records counted in the latest window.", _STREAM)
+        dupes = gauge("skewwatch_window_duplicate_records", "Duplicate records dropped from the latest window.", _STREAM)
+        flagged = gauge("skewwatch_window_alerting_findings", "Alerting findings of the latest window.", _STREAM)
         for w in windows:
-            key = [w.model, w.mode]
-            window_families["windows"].add_metric(key, w.windows)
-            window_families["rows"].add_metric(key, w.last_rows)
-            window_families["late"].add_metric(key, w.last_late_records)
-            window_families["invalid"].add_metric(key, w.last_invalid_records)
-            end = parse_utc(w.last_window_end)
-            window_families["end"].add_metric(key, end.timestamp() if end is not None else math.nan)
-        yield from window_families.values()
+            key = [w.model, w.model_version, w.segment]
+            end.add_metric(key, w.end_ms / 1000)
+            rows.add_metric(key, w.rows)
+            invalid.add_metric(key, w.invalid_instances)
+            late.add_metric(key, w.late_records)
+            dupes.add_metric(key, w.duplicate_records)
+            flagged.add_metric(key, w.alerting)
+        yield from (end, rows, invalid, late, dupes, flagged)
+
+        dead_total = CounterMetricFamily("skewwatch_dead_letters", "Records refused into the dead letters, by reason.",
+                                         labels=["reason", "model"])
+        dead_last = gauge("skewwatch_dead_letter_last_timestamp_seconds",
+                          "When the last record of this reason was refused (Unix time).", ["reason", "model"])
+        for d in dead:
+            dead_total.add_metric([d.reason, d.model], d.count)
+            dead_last.add_metric([d.reason, d.model], d.last_ms / 1000)
+        yield from (dead_total, dead_last)
+
+        if alerts is not None:
+            firing = gauge("skewwatch_alerts_firing", "Alerts currently firing.", ["model", "severity"])
+            known = {_label(a, "model") for a in alerts}
+            counts = Counter((_label(a, "model"), getattr(a, "severity", "")) for a in alerts
+                             if getattr(a, "state", None) == "firing")
+            for model in sorted(known):
+                for sev in _SEVERITIES:
+                    firing.add_metric([model, sev], counts.get((model, sev), 0))
+            yield firing
+
+
+def _label(alert: Any, name: str) -> str:
+    labels = getattr(alert, "labels", None)
+    if isinstance(labels, dict) and name in labels:
+        return str(labels[name])
+    return str(getattr(alert, name, ""))

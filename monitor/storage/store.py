@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from monitor.storage.admin import AdminStore
+from monitor.storage.alerting import AlertingStore
 from monitor.storage.base import StoreBase
 from monitor.storage.collection import CollectionStore
 from monitor.storage.engine import store_url
@@ -23,7 +25,7 @@ from monitor.timeutil import now_ms
 __all__ = ["Store", "open_store"]
 
 
-class Store(WindowsStore, CollectionStore, StoreBase):
+class Store(WindowsStore, CollectionStore, AdminStore, AlertingStore, StoreBase):
     """See the module docstring; ``Store(url)`` migrates the database to the current schema."""
 
 
