@@ -17,13 +17,25 @@ Routes (``{name}`` and ``{version}`` as in TF Serving):
 - ``GET /healthz`` and ``GET /metrics`` (Prometheus text, per-app registry).
 
 Client mistakes answer 400 ``{"error": ..., "field": ..., "instance": ...}`` (see
-:mod:`serving.validation`), unknown models or versions 404, a bundle that cannot be loaded
-503. Inference runs in the thread pool, off the event loop. After the predictions are
-computed the request is handed to the :class:`PredictionLogger` (non-blocking).
+:mod:`serving.validation`; an ``X-Event-Time`` out of bounds also names the setting as
+``limit``), unknown models or versions 404, a bundle that cannot be loaded 503. Requests
+over a limit of :mod:`serving.limits` answer 413/431/408 ``{"error": ..., "limit": ...,
+"max": N}`` and close the connection: the body's bytes are counted as they arrive and its
+JSON depth and instance count are measured before it is parsed. A request with an instance
+too large for one Kafka message answers 413 naming ``log_message_max_bytes`` before any
+inference, so every request answered 200 has a record that fits Kafka. A client that
+disconnects before its answer is counted as 499 and logs no traceback.
+
+Inference runs in the thread pool, off the event loop. After the predictions are computed
+the record (with the request headers named in ``log_attribute_headers`` as attributes) is
+handed to the :class:`PredictionLogger` (non-blocking). A record too large for one Kafka
+message (a few hundred instances or more) is encoded into its parts here, in the thread
+pool; smaller ones are encoded by the logger's thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -34,17 +46,24 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from monitor.errors import BundleError, RecordError, SchemaError
 from monitor.record import PredictionRecord
+from monitor.schema import FeatureSpec
 from monitor.settings import Settings
-from serving.metrics import CONTENT_TYPE_LATEST, ServingMetrics
+from serving.limits import LimitExceeded, LimitsMiddleware, RejectionCounts, RequestLimits, check_json
+from serving.metrics import CLIENT_CLOSED, CONTENT_TYPE_LATEST, ServingMetrics
 from serving.models import ModelNotFoundError, ModelRegistry
-from serving.publisher import PredictionLogger
+from serving.publisher import PredictionLogger, check_rows_fit, fits_one_message
 from serving.routing import ROUTE_KEY_HEADER, RouteReason, build_router
 from serving.validation import (
-    DEFAULT_MAX_INSTANCES,
+    EventTimeBounds,
+    ImplausibleEventTime,
     InputFormat,
+    PredictRequest,
+    attribute_header_names,
+    header_attributes,
     parse_event_time,
     parse_predict_request,
     parse_request_id,
@@ -79,12 +98,19 @@ def create_app(
     registry: ModelRegistry,
     logger: PredictionLogger,
     *,
-    max_instances: int = DEFAULT_MAX_INSTANCES,
+    max_instances: int | None = None,
     close_logger_timeout: float | None = None,
     ab_weights: Mapping[str, Mapping[str, float]] | None = None,
     route_key_header: str = ROUTE_KEY_HEADER,
+    rejections: RejectionCounts | None = None,
 ) -> FastAPI:
     """Build the serving app; all state lives in the arguments and this closure.
+
+    The request limits, the event-time bounds and the attribute headers come from
+    ``settings`` (``max_instances`` overrides the setting of that name); a bad
+    ``min_event_time`` or ``log_attribute_headers`` raises :class:`~monitor.errors.ConfigError`.
+    ``rejections`` is shared with the server's protocol (:func:`serving.server.build_server`)
+    so that requests refused on the wire are counted in ``/metrics`` too.
 
     ``ab_weights`` (``{model: {version: weight}}``) splits each listed model's traffic
     across its versions; it is checked against ``registry`` here, so a model or version
@@ -103,14 +129,31 @@ def create_app(
 
     router = build_router(ab_weights, registry.versions)
     key_header = route_key_header.lower()
+    limits = RequestLimits.from_settings(settings)
+    if max_instances is not None:
+        limits = dataclasses.replace(limits, max_instances=max_instances)
+    event_times = EventTimeBounds.from_settings(settings)
+    attribute_names = attribute_header_names(settings.log_attribute_headers)
     gone: set[tuple[str, str | None]] = set()
     app = FastAPI(title="skewwatch serving", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    metrics = ServingMetrics(logger)
+    metrics = ServingMetrics(logger, rejections)
+    app.add_middleware(LimitsMiddleware, limits=limits, counts=metrics.rejections)
     app.state.router = router
     app.state.settings = settings
     app.state.registry = registry
     app.state.logger = logger
     app.state.metrics = metrics
+    app.state.limits = limits
+
+    def parse(body: bytes, specs: tuple[FeatureSpec, ...], meta: dict[str, Any]) -> tuple[PredictRequest, bool]:
+        """Measure, parse and validate a body (in the thread pool); whether its record surely fits one message."""
+        check_json(body, max_depth=limits.max_json_depth, max_instances=limits.max_instances)
+        parsed = parse_predict_request(body, specs, max_instances=limits.max_instances)
+        budget = logger.max_record_bytes
+        small = fits_one_message(len(body), len(parsed.instances), budget)
+        if not small:
+            check_rows_fit(instances=parsed.instances, max_bytes=budget, **meta)
+        return parsed, small
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -131,8 +174,9 @@ def create_app(
             metrics.observe(model="", version="", code=404, seconds=time.perf_counter() - started, instances=0)
             return response
         try:
-            event_time = parse_event_time(request.headers.get("x-event-time"))
+            event_time = parse_event_time(request.headers.get("x-event-time"), bounds=event_times)
             request_id = parse_request_id(request.headers.get("x-request-id"))
+            attributes = header_attributes(request.headers.items(), attribute_names)
             route = router.route(model=name, pinned=version, key=request.headers.get(key_header) or request_id)
             try:
                 served = await run_in_threadpool(registry.get, name, route.version)
@@ -145,32 +189,43 @@ def create_app(
                     log.warning("model %s version %s (A/B split) is gone; routing its share to the latest", name, route.version)
                 served = await run_in_threadpool(registry.get, name, None)
             labels = (served.name, served.version)
-            body = await request.body()
-            # validating thousands of instances takes milliseconds: keep it off the event loop too
-            parsed = await run_in_threadpool(parse_predict_request, body, served.specs, max_instances=max_instances)
+            body = await request.body()  # LimitsMiddleware counts the bytes as they arrive
+            meta = {"model_name": served.name, "model_version": served.version, "event_time": event_time,
+                    "request_id": request_id, "attributes": attributes}
+            # measuring and validating thousands of instances takes milliseconds: off the event loop
+            parsed, small = await run_in_threadpool(parse, body, served.specs, meta)
             instances = parsed.instances
             predictions = await run_in_threadpool(served.predict, instances)
-            logger.log(
-                PredictionRecord(
-                    model_name=served.name,
-                    model_version=served.version,
-                    event_time=event_time,
-                    request_id=request_id,
-                    instances=instances,
-                    predictions=tuple(predictions),
-                )
-            )
+            record = PredictionRecord(instances=instances, predictions=tuple(predictions), **meta)
+            # a large record is encoded into its parts here, off the loop; a small one by the logger's thread
+            parts = None if small or not logger.keeps(request_id) else await run_in_threadpool(logger.encode, record)
+            logger.log(record, parts)
             key = "outputs" if parsed.format is InputFormat.COLUMNAR else "predictions"
             response = _json(
                 {key: predictions, "model_version": served.version},
                 headers={"X-Request-Id": request_id, MODEL_VERSION_HEADER: served.version},
             )
+            if await request.is_disconnected():  # the answer has nobody to go to
+                response = Response(status_code=CLIENT_CLOSED)
+        except ClientDisconnect:  # the client left while its body was arriving
+            response = Response(status_code=CLIENT_CLOSED)
+        except LimitExceeded as exc:
+            metrics.rejections.bump(exc.limit)
+            unread = exc.limit in ("max_body_bytes", "body_timeout_seconds")  # the rest of the body is never read
+            response = Response(exc.body(), status_code=exc.status, media_type="application/json",
+                                headers={"connection": "close"} if unread else None)
         except ModelNotFoundError as exc:
             response = _error(404, str(exc))
         except SchemaError as exc:
             response = _error(400, str(exc), field=exc.feature, instance=exc.instance)
+        except ImplausibleEventTime as exc:
+            response = _error(400, str(exc), field=exc.field, limit=exc.bound)
         except RecordError as exc:
-            response = _error(400, str(exc), field=exc.field)
+            if exc.reason == "too_large":  # an instance larger than a Kafka message
+                response = _error(413, str(exc), field=exc.field, limit="log_message_max_bytes",
+                                  max=logger.max_message_bytes)
+            else:
+                response = _error(400, str(exc), field=exc.field)
         except BundleError as exc:
             log.error("model %s version %s unavailable: %s", name, version, exc)
             response = _error(503, f"model {name!r} is unavailable (the server log says why)")

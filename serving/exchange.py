@@ -12,13 +12,21 @@ answers, without feature specs:
   object of named outputs becomes one object per instance);
 - the version from the response body's ``model_version``, else its ``X-Model-Version``
   header, else the path's ``/versions/{version}``, else ``"unknown"``;
-- the event time from ``X-Event-Time`` (RFC 3339; default now), the request id from the
+- the event time from ``X-Event-Time`` (RFC 3339 within the same bounds as serving's,
+  :class:`~serving.validation.EventTimeBounds`; default now), the request id from the
   request's ``X-Request-Id``, else the response's, else a fresh uuid4;
-- bodies with ``Content-Encoding: gzip`` or ``deflate`` are decoded first.
+- the record's attributes from the request headers named in ``log_attribute_headers``;
+- bodies with ``Content-Encoding: gzip`` or ``deflate`` are decoded first, streaming, and
+  stopped as soon as the output passes ``max_bytes`` or, past its first MiB, inflates more
+  than ``max_ratio`` times the input consumed (:func:`decode_body`): a bomb never takes
+  more memory than the limit.
 
-Anything else (unnamed tensors, a count mismatch, a malformed event time, an unknown
-encoding) raises :class:`~monitor.errors.RecordError` whose ``field`` says why; the sidecar
-counts it and forwards the response untouched. Pure: no I/O.
+Bodies over a limit (decompressed size or ratio, JSON depth, instance count) raise
+:class:`~serving.limits.LimitExceeded`; anything else that cannot be a record (unnamed
+tensors, a count mismatch, an implausible event time, an unknown encoding, instances so
+sparse that their columns would take far more room than their rows) raises
+:class:`~monitor.errors.RecordError` whose ``field`` says why. The sidecar counts both and
+forwards the response untouched. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -34,18 +42,24 @@ import orjson
 
 from monitor.errors import RecordError, SchemaError
 from monitor.record import PredictionRecord
-from serving.validation import parse_event_time, parse_request_id, rows_from_columns
+from serving.limits import LimitExceeded, LimitName, RequestLimits, check_json
+from serving.validation import EventTimeBounds, header_attributes, parse_event_time, parse_request_id, rows_from_columns
 
 __all__ = [
     "UNKNOWN_VERSION",
     "PredictTarget",
     "predict_target",
+    "MAX_COLUMNS",
     "decode_body",
     "exchange_request_id",
     "record_from_exchange",
 ]
 
 UNKNOWN_VERSION = "unknown"
+#: The most distinct column names a record may have (what :func:`monitor.record.decode_record` reads).
+MAX_COLUMNS = 4096
+_SLICE = 256 * 1024  # inflate this much at a time
+_RATIO_FLOOR = 1 << 20  # the ratio is judged once a body has inflated past this
 
 _PREDICT_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?:predict$"
@@ -70,22 +84,54 @@ def predict_target(method: str, path: str) -> PredictTarget | None:
     return PredictTarget(model=match["name"], version=match["version"])
 
 
-def decode_body(body: bytes, content_encoding: str | None, *, field: str) -> bytes:
-    """``body`` without its ``Content-Encoding`` (identity, gzip, deflate)."""
+def decode_body(
+    body: bytes, content_encoding: str | None, *, field: str, max_bytes: int | None = None,
+    max_ratio: float | None = None, size_limit: LimitName = "max_body_bytes",
+) -> bytes:
+    """``body`` without its ``Content-Encoding`` (identity, gzip, deflate), inflated within bounds.
+
+    Inflates :data:`_SLICE` bytes at a time and stops with :class:`LimitExceeded` as soon as
+    the output passes ``max_bytes`` (named ``size_limit``) or, once past 1 MiB, ``max_ratio``
+    times the compressed bytes consumed (``max_decompression_ratio``).
+    """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if encoding == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:  # some servers send raw deflate without the zlib header
-                return zlib.decompress(body, -zlib.MAX_WBITS)
-    except zlib.error as exc:
-        raise RecordError(f"cannot decode {encoding} body ({exc})", field=field) from None
-    raise RecordError(f"content encoding {encoding!r} cannot be read (gzip, deflate, identity can)", field=field)
+    if encoding in ("gzip", "x-gzip"):
+        attempts = (16 + zlib.MAX_WBITS,)
+    elif encoding == "deflate":
+        attempts = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # some servers send raw deflate without the zlib header
+    else:
+        raise RecordError(f"content encoding {encoding!r} cannot be read (gzip, deflate, identity can)", field=field)
+    for i, wbits in enumerate(attempts):
+        try:
+            return _inflate(body, wbits, max_bytes=max_bytes, max_ratio=max_ratio, size_limit=size_limit)
+        except zlib.error as exc:
+            if i == len(attempts) - 1:
+                raise RecordError(f"cannot decode {encoding} body ({exc})", field=field) from None
+    raise AssertionError("unreachable")
+
+
+def _inflate(body: bytes, wbits: int, *, max_bytes: int | None, max_ratio: float | None, size_limit: LimitName) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    out = bytearray()
+    data = body
+    while True:
+        chunk = inflater.decompress(data, _SLICE)
+        out += chunk
+        if max_bytes is not None and len(out) > max_bytes:
+            raise LimitExceeded(f"compressed body inflates to more than the limit of {max_bytes} bytes",
+                                limit=size_limit, maximum=max_bytes)
+        data = inflater.unconsumed_tail
+        consumed = len(body) - len(data)
+        if max_ratio is not None and len(out) > _RATIO_FLOOR and len(out) > max_ratio * consumed:
+            raise LimitExceeded(f"compressed body inflates more than {max_ratio:g} times ({consumed} bytes gave "
+                                f"{len(out)})", limit="max_decompression_ratio", maximum=max_ratio)
+        if inflater.eof or (not data and len(chunk) < _SLICE):
+            break
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return bytes(out)
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -114,12 +160,28 @@ def _json_object(body: bytes, field: str) -> dict[str, Any]:
     return obj
 
 
+def _dense_enough(rows: tuple[dict[str, Any], ...], field: str) -> None:
+    """Refuse rows whose columns would take far more room than the rows (each row its own keys)."""
+    names: set[str] = set()
+    cells = 0
+    for row in rows:
+        names.update(row)
+        cells += len(row)
+        if len(names) > MAX_COLUMNS:
+            raise RecordError(f"more than {MAX_COLUMNS} distinct names cannot be logged as columns", field=field)
+    if len(rows) * len(names) > 4 * cells + MAX_COLUMNS:
+        raise RecordError(f"{len(rows)} rows with {len(names)} distinct names are too sparse to log as columns "
+                          f"({cells} values would take {len(rows) * len(names)} cells)", field=field)
+
+
 def _instances(request: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     if "instances" in request:
         instances = request["instances"]
         if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
             raise RecordError("only instances that are objects of named features can be logged", field="instances")
-        return tuple(instances)
+        rows = tuple(instances)
+        _dense_enough(rows, "instances")
+        return rows
     if "inputs" in request:
         try:
             return rows_from_columns(request["inputs"])
@@ -133,6 +195,8 @@ def _predictions(response: dict[str, Any]) -> tuple[Any, ...]:
         predictions = response["predictions"]
         if not isinstance(predictions, list):
             raise RecordError("must be a list", field="predictions")
+        if predictions and all(isinstance(p, dict) for p in predictions):
+            _dense_enough(tuple(predictions), "predictions")
         return tuple(predictions)
     if "outputs" in response:
         outputs = response["outputs"]
@@ -154,14 +218,28 @@ def record_from_exchange(
     response_body: bytes,
     request_id: str | None = None,
     now: datetime | None = None,
+    limits: RequestLimits = RequestLimits(),
+    max_response_bytes: int | None = None,
+    event_times: EventTimeBounds = EventTimeBounds(),
+    attribute_headers: tuple[str, ...] = (),
 ) -> PredictionRecord:
-    """The record of one successful predict exchange, or :class:`RecordError` naming why not."""
+    """The record of one successful predict exchange, or :class:`RecordError` naming why not.
+
+    Bodies are decoded within ``limits`` (the response within ``max_response_bytes``, named
+    ``max_logged_bytes``) and measured by :func:`~serving.limits.check_json` before they are
+    parsed; a breach raises :class:`LimitExceeded`.
+    """
     req_headers, resp_headers = _lower(request_headers), _lower(response_headers)
-    event_time = parse_event_time(req_headers.get("x-event-time"), now=now)
-    request = _json_object(decode_body(request_body, req_headers.get("content-encoding"), field="request_body"), "request_body")
-    response = _json_object(
-        decode_body(response_body, resp_headers.get("content-encoding"), field="response_body"), "response_body"
-    )
+    event_time = parse_event_time(req_headers.get("x-event-time"), now=now, bounds=event_times)
+    raw_request = decode_body(request_body, req_headers.get("content-encoding"), field="request_body",
+                              max_bytes=limits.max_body_bytes, max_ratio=limits.max_decompression_ratio)
+    raw_response = decode_body(response_body, resp_headers.get("content-encoding"), field="response_body",
+                               max_bytes=max_response_bytes, max_ratio=limits.max_decompression_ratio,
+                               size_limit="max_logged_bytes")
+    for raw in (raw_request, raw_response):
+        check_json(raw, max_depth=limits.max_json_depth, max_instances=limits.max_instances)
+    request = _json_object(raw_request, "request_body")
+    response = _json_object(raw_response, "response_body")
     instances = _instances(request)
     predictions = _predictions(response)
     version = response.get("model_version")
@@ -176,4 +254,5 @@ def record_from_exchange(
         request_id=request_id or exchange_request_id(req_headers, resp_headers),
         instances=instances,
         predictions=predictions,
+        attributes=header_attributes(req_headers.items(), attribute_headers),
     )

@@ -1,7 +1,9 @@
 """``skewwatch serve``: registry + prediction logger + app under uvicorn.
 
 The models' latest versions are loaded before the socket opens, so the first request does
-not pay for TensorFlow start-up. Uvicorn handles SIGINT/SIGTERM gracefully (in-flight
+not pay for TensorFlow start-up. Uvicorn runs the httptools protocol of
+:mod:`serving.protocol`, which holds request lines and headers to ``max_header_bytes``,
+``max_headers`` and ``header_timeout_seconds`` as they arrive. Uvicorn handles SIGINT/SIGTERM gracefully (in-flight
 requests finish); the app's lifespan shutdown then flushes and closes the prediction logger.
 
 Once the models are loaded the heap is frozen (:func:`gc.freeze`): TensorFlow and Keras
@@ -22,7 +24,9 @@ import uvicorn
 from monitor.errors import BundleError, ConfigError
 from monitor.settings import Settings
 from serving.app import create_app
+from serving.limits import RejectionCounts, RequestLimits
 from serving.models import ModelRegistry
+from serving.protocol import bounded_protocol
 from serving.publisher import PredictionLogger
 
 __all__ = ["run", "build_server"]
@@ -50,10 +54,12 @@ def build_server(
     if not served:
         log.warning("no loadable model bundle under %s; serving 404s until one appears", settings.models_dir)
     logger = PredictionLogger(settings)
+    rejections = RejectionCounts()  # the protocol's refusals and the app's, in one /metrics family
     app = create_app(
         settings,
         registry,
         logger,
+        rejections=rejections,
         close_logger_timeout=CLOSE_TIMEOUT_S,
         ab_weights=settings.ab_weights if ab_weights is None else ab_weights,
         route_key_header=settings.route_key_header if route_key_header is None else route_key_header,
@@ -78,6 +84,7 @@ def build_server(
         log_level=settings.log_level.lower(),
         lifespan="on",
         access_log=False,
+        http=bounded_protocol(RequestLimits.from_settings(settings), rejections),  # header limits on the wire
     )
     return uvicorn.Server(config), logger
 

@@ -21,10 +21,23 @@ been sent, so logging never delays the response. Upstream errors (any non-2xx) p
 through untouched and are not logged; an unreachable upstream answers 502 and a timeout
 504, both ``{"error": ...}``.
 
+Hostile input (:mod:`serving.limits`). The sidecar holds requests to the same limits as
+serving, before it forwards anything: headers on the wire (431, :mod:`serving.protocol`),
+the body's bytes as they arrive (413) and, for a predict request, its JSON depth and
+instance count, after inflating a gzip/deflate body within ``max_body_bytes`` and
+``max_decompression_ratio`` (413: a compression bomb never reaches the upstream). The
+upstream's answer is streamed back unchanged whatever it holds; its record is built within
+bounds (the response inflated within ``max_logged_bytes``, its depth measured before
+parsing, each part within the Kafka message limit) and an exchange over a bound is proxied
+but not logged, counted in ``skewwatch_sidecar_records_total{outcome="too_large"}`` and
+``skewwatch_sidecar_over_limit_total{limit}``. The record is encoded into its Kafka parts
+here, after the response went out, so whatever cannot be sent is counted by the sidecar.
+A client that disconnects before its answer is counted as 499 and logs nothing at ERROR.
+
 The sidecar's own endpoints live under ``/_skewwatch/`` so they never shadow an upstream
 path: ``/_skewwatch/healthz`` and ``/_skewwatch/metrics`` (Prometheus: requests by kind
-and status, upstream latency, what happened to each predict exchange, and the logger's
-counters). The sidecar imports no TensorFlow.
+and status, upstream latency, what happened to each predict exchange, requests refused by
+a limit, and the logger's counters). The sidecar imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import functools
 import logging
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Literal
 
 import httpcore
@@ -49,10 +63,13 @@ from starlette.types import Receive, Scope, Send
 
 from monitor.errors import ConfigError, RecordError
 from monitor.settings import Settings
-from serving.exchange import PredictTarget, exchange_request_id, predict_target, record_from_exchange
-from serving.metrics import CONTENT_TYPE_LATEST, LoggerCollector
+from serving.exchange import PredictTarget, decode_body, exchange_request_id, predict_target, record_from_exchange
+from serving.limits import LimitExceeded, LimitsMiddleware, RejectionCounts, RequestLimits, answer_limit, check_json
+from serving.metrics import CLIENT_CLOSED, CONTENT_TYPE_LATEST, LoggerCollector, RejectionCollector
 from serving.netbackend import AsyncioBackend
+from serving.protocol import bounded_protocol
 from serving.publisher import PredictionLogger, keep_in_sample
+from serving.validation import EventTimeBounds, attribute_header_names
 
 __all__ = ["ADMIN_PREFIX", "TeeOutcome", "SidecarMetrics", "create_sidecar_app", "build_sidecar_server", "run"]
 
@@ -82,10 +99,13 @@ _REASONS = frozenset(
 class SidecarMetrics:
     """The sidecar's metrics, in a registry of its own; label values are bounded."""
 
-    def __init__(self, logger: PredictionLogger) -> None:
+    def __init__(self, logger: PredictionLogger, rejections: RejectionCounts | None = None) -> None:
+        self.rejections = rejections if rejections is not None else RejectionCounts()
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "skewwatch_sidecar_requests", "Proxied requests by kind (predict/other) and status code.",
+            "skewwatch_sidecar_requests",
+            "Requests by kind (predict/other) and status code: the upstream's, or the sidecar's own 413/431/408/502/504, "
+            "and 499 for a client gone before its answer.",
             ("kind", "code"), registry=self.registry,
         )
         self.upstream_latency = Histogram(
@@ -101,7 +121,13 @@ class SidecarMetrics:
             "skewwatch_sidecar_not_loggable", "Successful predict exchanges that could not become a record, by field.",
             ("field",), registry=self.registry,
         )
+        self.over_limit = Counter(
+            "skewwatch_sidecar_over_limit",
+            "Predict exchanges proxied unchanged but not logged because a body broke this limit.",
+            ("limit",), registry=self.registry,
+        )
         self.registry.register(LoggerCollector(logger))
+        self.registry.register(RejectionCollector("skewwatch_sidecar", self.rejections))
         # the children the request path uses, looked up once per label values instead of per request
         self._requests: dict[tuple[str, int], Any] = {}
         self._latency = {kind: self.upstream_latency.labels(kind) for kind in ("predict", "other")}
@@ -171,18 +197,34 @@ def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
     return [(n.lower(), v) for n, v in raw if n.decode("latin-1").lower() not in drop]
 
 
+@dataclass(frozen=True, slots=True)
+class _TeeConfig:
+    """What the tee needs besides the exchange: where records go and the bounds on building them."""
+
+    logger: PredictionLogger
+    metrics: SidecarMetrics
+    max_bytes: int
+    limits: RequestLimits
+    event_times: EventTimeBounds
+    attribute_headers: tuple[str, ...]
+
+
 class _Tee:
-    """Collects a predict response as it streams and logs its record once it is complete."""
+    """Collects a predict response as it streams and logs its record once it is complete.
+
+    ``request_body`` is the body as the upstream read it, inflated already when it came
+    compressed (``request_headers`` then have no ``content-encoding``).
+    """
 
     def __init__(
-        self, *, target: PredictTarget, request: Request, request_body: bytes, response: httpx.Response,
-        request_id: str, logger: PredictionLogger, metrics: SidecarMetrics, max_bytes: int,
+        self, *, target: PredictTarget, request_headers: dict[str, str], request_body: bytes,
+        response: httpx.Response, request_id: str, config: _TeeConfig,
     ) -> None:
-        self.target, self.request_id, self.logger, self.metrics = target, request_id, logger, metrics
-        self.request_headers = dict(request.headers)
+        self.target, self.request_id, self.config = target, request_id, config
+        self.request_headers = request_headers
         self.request_body = request_body
         self.response_headers = dict(response.headers)
-        self.max_bytes = max_bytes
+        self.max_bytes = config.max_bytes
         self.chunks: list[bytes] = []
         self.size = 0
         self.overflow = False
@@ -196,40 +238,55 @@ class _Tee:
         else:
             self.chunks.append(chunk)
 
-    def _record(self) -> Any:
-        return record_from_exchange(
+    def _encode(self) -> tuple[Any, list[bytes]]:
+        record = record_from_exchange(
             target=self.target,
             request_headers=self.request_headers,
             request_body=self.request_body,
             response_headers=self.response_headers,
             response_body=b"".join(self.chunks),
             request_id=self.request_id,
+            limits=self.config.limits,
+            max_response_bytes=max(self.max_bytes - len(self.request_body), 0),
+            event_times=self.config.event_times,
+            attribute_headers=self.config.attribute_headers,
         )
+        return record, self.config.logger.encode(record)
 
     async def finish(self, complete: bool) -> None:
+        metrics = self.config.metrics
         outcome: TeeOutcome
         if not complete:
             outcome = "incomplete"
         elif self.overflow or len(self.request_body) > self.max_bytes:  # add() never ran: no response bytes
             outcome = "too_large"
+            metrics.over_limit.labels("max_logged_bytes").inc()
         else:
             try:
                 if self.size + len(self.request_body) > _OFFLOAD_BYTES:
-                    record = await run_in_threadpool(self._record)
+                    record, parts = await run_in_threadpool(self._encode)
                 else:
-                    record = self._record()
-            except RecordError as exc:
-                field = exc.field if exc.field in _REASONS else "other"
-                self.metrics.not_loggable.labels(field).inc()
+                    record, parts = self._encode()
+            except LimitExceeded as exc:  # a response bomb, a body too deep or with too many instances
+                metrics.over_limit.labels(exc.limit).inc()
                 log.debug("sidecar: predict exchange for %s not logged: %s", self.target.model, exc)
-                outcome = "not_loggable"
+                outcome = "too_large"
+            except RecordError as exc:
+                if exc.reason == "too_large":
+                    metrics.over_limit.labels("log_message_max_bytes").inc()  # one row over a Kafka message
+                    outcome = "too_large"
+                else:
+                    field = exc.field if exc.field in _REASONS else "other"
+                    metrics.not_loggable.labels(field).inc()
+                    outcome = "not_loggable"
+                log.debug("sidecar: predict exchange for %s not logged: %s", self.target.model, exc)
             except Exception:  # never let a logging bug reach the proxied response
                 log.exception("sidecar: cannot build the record of a predict exchange for %s", self.target.model)
-                self.metrics.not_loggable.labels("other").inc()
+                metrics.not_loggable.labels("other").inc()
                 outcome = "not_loggable"
             else:
-                outcome = "queued" if self.logger.log(record) else "dropped"
-        self.metrics.records.labels(outcome).inc()
+                outcome = "queued" if self.config.logger.log(record, parts) else "dropped"
+        metrics.records.labels(outcome).inc()
 
 
 # what httpx maps to its HTTPError: the upstream failed (the same class names as httpx's)
@@ -267,10 +324,10 @@ class _Proxy:
     """
 
     def __init__(
-        self, upstream: str, base: httpx.URL, logger: PredictionLogger, metrics: SidecarMetrics, *,
-        timeout: httpx.Timeout, max_logged_bytes: int,
+        self, upstream: str, base: httpx.URL, config: _TeeConfig, *, timeout: httpx.Timeout,
     ) -> None:
-        self.upstream, self.logger, self.metrics, self.max_logged_bytes = upstream, logger, metrics, max_logged_bytes
+        self.upstream, self.config = upstream, config
+        self.logger, self.metrics, self.limits = config.logger, config.metrics, config.limits
         self.pool: httpcore.AsyncConnectionPool | None = None  # opened by the app's lifespan
         self.base = base
         self.base_path = base.raw_path.split(b"?")[0].rstrip(b"/")
@@ -300,7 +357,17 @@ class _Proxy:
         path = scope["path"]
         target = predict_target(method, path)
         kind = "predict" if target is not None else "other"
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive)
+            request_headers, logged_body = (None, body) if target is None else await self._inspect(scope, body)
+        except ClientDisconnect:  # the client left before its body arrived: nothing to forward
+            self.metrics.count_request(kind, CLIENT_CLOSED)
+            return
+        except LimitExceeded as exc:
+            self.metrics.count_request(kind, exc.status)
+            self.metrics.rejections.bump(exc.limit)
+            await answer_limit(send, exc)
+            return
         raw_path = scope.get("raw_path") or path.encode("utf-8")
         query = scope.get("query_string", b"")
         outgoing = self._request(method, self.base_path + raw_path + (b"?" + query if query else b""),
@@ -321,22 +388,55 @@ class _Proxy:
         self.metrics.count_request(kind, answer.status)
         tee = None
         if target is not None and 200 <= answer.status < 300:
-            tee = self._tee(scope, target, body, answer)
+            tee = self._tee(scope, target, request_headers, logged_body, answer)
         await self._respond(answer, tee, send)
 
-    def _tee(self, scope: Scope, target: PredictTarget, body: bytes, answer: httpcore.Response) -> _Tee | None:
+    async def _inspect(self, scope: Scope, body: bytes) -> tuple[dict[str, str], bytes]:
+        """A predict request's headers and body as the record reads them; :class:`LimitExceeded` over a limit.
+
+        A gzip/deflate body is inflated within ``max_body_bytes`` and ``max_decompression_ratio``
+        (the inflated body is what gets logged; the upstream still gets the bytes as sent), then
+        its JSON depth and instance count are measured. A body that cannot be inflated (an
+        unknown encoding, corrupt data) is forwarded anyway: the upstream answers it, and the
+        record builder counts it as not loggable.
+        """
+        headers = dict(Request(scope).headers)
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if len(body) > _OFFLOAD_BYTES:
+            decoded = await run_in_threadpool(self._inspect_body, body, encoding)
+        else:
+            decoded = self._inspect_body(body, encoding)
+        if decoded is None:
+            return headers, body
+        headers.pop("content-encoding", None)
+        return headers, decoded
+
+    def _inspect_body(self, body: bytes, encoding: str) -> bytes | None:
+        limits = self.limits
+        if encoding not in ("", "identity"):
+            try:
+                body = decode_body(body, encoding, field="request_body", max_bytes=limits.max_body_bytes,
+                                   max_ratio=limits.max_decompression_ratio)
+            except RecordError:
+                return None
+        check_json(body, max_depth=limits.max_json_depth, max_instances=limits.max_instances)
+        return body
+
+    def _tee(
+        self, scope: Scope, target: PredictTarget, request_headers: dict[str, str] | None, body: bytes,
+        answer: httpcore.Response,
+    ) -> _Tee | None:
         if self.logger.sample_rate <= 0.0:  # keeps no request id: skip finding one
             self.metrics.count_sampled_out()
             return None
-        request, response = Request(scope), httpx.Response(answer.status, headers=answer.headers)
-        request_id = exchange_request_id(request.headers, response.headers)
+        headers = request_headers if request_headers is not None else dict(Request(scope).headers)
+        response = httpx.Response(answer.status, headers=answer.headers)
+        request_id = exchange_request_id(headers, response.headers)
         if not keep_in_sample(request_id, self.logger.sample_rate):
             self.metrics.count_sampled_out()
             return None
-        return _Tee(
-            target=target, request=request, request_body=body, response=response, request_id=request_id,
-            logger=self.logger, metrics=self.metrics, max_bytes=self.max_logged_bytes,
-        )
+        return _Tee(target=target, request_headers=headers, request_body=body, response=response,
+                    request_id=request_id, config=self.config)
 
     async def _respond(self, answer: httpcore.Response, tee: _Tee | None, send: Send) -> None:
         """Streams the upstream's answer back unchanged, then lets the tee log it.
@@ -387,14 +487,21 @@ class _SidecarApp(Starlette):
     methods: 405, the admin endpoints) goes through Starlette as before.
     """
 
-    def __init__(self, proxy: _Proxy, **kwargs: Any) -> None:
+    def __init__(self, proxy: _Proxy, limits: RequestLimits, rejections: RejectionCounts, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.proxy = proxy
         self._admin_paths = frozenset({f"{ADMIN_PREFIX}/healthz", f"{ADMIN_PREFIX}/metrics"})
+        self._limited = LimitsMiddleware(self._dispatch, limits, rejections)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._limited(scope, receive, send)  # every HTTP request, proxied or not
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] == "http" and scope["method"] in _PROXIED_METHODS and scope["path"].startswith("/")
+            scope["method"] in _PROXIED_METHODS and scope["path"].startswith("/")
             and not scope.get("root_path")
             and not (scope["method"] in _ADMIN_METHODS and scope["path"] in self._admin_paths)
         ):
@@ -412,17 +519,26 @@ def create_sidecar_app(
     max_connections: int = 100,
     max_logged_bytes: int = 16 * 1024 * 1024,
     close_logger_timeout: float | None = None,
+    settings: Settings | None = None,
+    rejections: RejectionCounts | None = None,
 ) -> Starlette:
     """The proxy app for ``upstream`` (``http(s)://host[:port][/base]``), teeing into ``logger``.
 
     One connection pool (up to ``max_connections`` kept alive) lives for the app's lifespan.
-    Exchanges whose request + response bodies exceed ``max_logged_bytes`` are proxied but
-    not logged. With ``close_logger_timeout`` set, the lifespan shutdown closes ``logger``.
+    Exchanges whose request + response bodies exceed ``max_logged_bytes`` (after inflating)
+    are proxied but not logged. With ``close_logger_timeout`` set, the lifespan shutdown
+    closes ``logger``. ``settings`` give the request limits, the event-time bounds and the
+    attribute headers (their defaults without); ``rejections`` is shared with the server's
+    protocol (:func:`build_sidecar_server`) so refusals on the wire are counted too.
     """
     base = _upstream_url(upstream)
-    metrics = SidecarMetrics(logger)
-    proxy = _Proxy(upstream, base, logger, metrics, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-                   max_logged_bytes=max_logged_bytes)
+    limits = RequestLimits() if settings is None else RequestLimits.from_settings(settings)
+    event_times = EventTimeBounds() if settings is None else EventTimeBounds.from_settings(settings)
+    attributes = () if settings is None else attribute_header_names(settings.log_attribute_headers)
+    metrics = SidecarMetrics(logger, rejections)
+    config = _TeeConfig(logger=logger, metrics=metrics, max_bytes=max_logged_bytes, limits=limits,
+                        event_times=event_times, attribute_headers=attributes)
+    proxy = _Proxy(upstream, base, config, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -451,6 +567,8 @@ def create_sidecar_app(
 
     app = _SidecarApp(
         proxy,
+        limits,
+        metrics.rejections,
         routes=[
             Route(f"{ADMIN_PREFIX}/healthz", healthz, methods=["GET"]),
             Route(f"{ADMIN_PREFIX}/metrics", prometheus, methods=["GET"]),
@@ -473,7 +591,9 @@ def build_sidecar_server(
     ``host``/``port`` say otherwise: clients talk to the sidecar instead of the model server.
     """
     logger = PredictionLogger(settings)
-    app = create_sidecar_app(upstream, logger, close_logger_timeout=CLOSE_TIMEOUT_S)
+    rejections = RejectionCounts()
+    app = create_sidecar_app(upstream, logger, close_logger_timeout=CLOSE_TIMEOUT_S, settings=settings,
+                             rejections=rejections)
     logger.start()
     config = uvicorn.Config(
         app,
@@ -484,6 +604,7 @@ def build_sidecar_server(
         access_log=False,
         server_header=False,  # the upstream's own server and date headers pass through
         date_header=False,
+        http=bounded_protocol(RequestLimits.from_settings(settings), rejections),
     )
     return uvicorn.Server(config), logger
 

@@ -19,7 +19,14 @@ instance index), which the app turns into a 400 ``{"error": ...}``:
   features (the model has no missing-value path for them);
 - categorical features take strings; ``null`` means missing (the model maps it to its
   out-of-vocabulary bucket, like ``""``). There is no coercion: a number for a categorical
-  feature is rejected, so ``"1"`` and ``1`` can never silently mean the same category.
+  feature is rejected, so ``"1"`` and ``1`` can never silently mean the same category;
+- ``X-Event-Time`` is RFC 3339 with an offset (parsed by :mod:`monitor.timeutil`) and lies
+  within :class:`EventTimeBounds`: not before ``min_event_time`` (default 2000-01-01), at
+  most ``max_event_time_future_seconds`` (default 300) after the server's clock. Past times
+  after the minimum are accepted: replays of old traffic are normal.
+
+Size limits (body bytes, nesting, instance count) are checked before this module parses
+anything: see :mod:`serving.limits`.
 
 The instances are returned exactly as received (columns pivoted into rows, values
 untouched); they are what the prediction log records.
@@ -33,12 +40,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import orjson
 
-from monitor.errors import RecordError, SchemaError
+from monitor.errors import ConfigError, RecordError, SchemaError, TimeError
 from monitor.schema import FeatureSpec
+from monitor.timeutil import DEFAULT_MIN_EVENT_MS, check_plausible, format_instant, from_datetime, parse_instant, to_datetime
 
 __all__ = [
     "DEFAULT_MAX_INSTANCES",
@@ -49,17 +57,26 @@ __all__ = [
     "parse_instances",
     "rows_from_columns",
     "check_instance",
+    "EVENT_TIME_HEADER",
+    "EventTimeBounds",
+    "ImplausibleEventTime",
     "parse_event_time",
     "parse_request_id",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTE_CHARS",
+    "attribute_header_names",
+    "header_attributes",
 ]
 
 DEFAULT_MAX_INSTANCES = 10_000
 MAX_REQUEST_ID_LENGTH = 200
+EVENT_TIME_HEADER = "X-Event-Time"
+#: What a record's ``attributes`` may hold (the limits :func:`monitor.record.decode_record` enforces).
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_CHARS = 256
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")  # an HTTP header name (RFC 9110 token), lower-cased
 
 
 def _describe(value: Any) -> str:
@@ -217,22 +234,92 @@ def _check_value(value: Any, spec: FeatureSpec, index: int) -> None:
         raise SchemaError(f"integer feature needs a whole number, got {value!r}", feature=spec.name, instance=index)
 
 
-def parse_event_time(value: str | None, *, now: datetime | None = None) -> datetime:
-    """The ``X-Event-Time`` header (RFC 3339 with an offset) or ``now`` (UTC) when absent."""
+@dataclass(frozen=True, slots=True)
+class EventTimeBounds:
+    """The plausible range of an ``X-Event-Time``: not before ``min_ms``, at most ``max_future_ms`` after now."""
+
+    min_ms: int = DEFAULT_MIN_EVENT_MS
+    max_future_ms: int = 300_000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "EventTimeBounds":
+        """The bounds of ``min_event_time`` and ``max_event_time_future_seconds``; :class:`ConfigError` if unreadable."""
+        try:
+            min_ms = parse_instant(settings.min_event_time, what="min_event_time")
+        except TimeError as exc:
+            raise ConfigError(str(exc).removeprefix("min_event_time: "), field="min_event_time") from None
+        return cls(min_ms=min_ms, max_future_ms=round(settings.max_event_time_future_seconds * 1000))
+
+
+class ImplausibleEventTime(RecordError):
+    """An ``X-Event-Time`` outside the :class:`EventTimeBounds`; ``bound`` names the setting it broke."""
+
+    def __init__(self, message: str, *, bound: str) -> None:
+        super().__init__(message, field=EVENT_TIME_HEADER, reason="implausible_event_time")
+        self.bound = bound
+
+
+def parse_event_time(
+    value: str | None, *, now: datetime | None = None, bounds: EventTimeBounds = EventTimeBounds()
+) -> datetime:
+    """The ``X-Event-Time`` header (RFC 3339 with an offset, within ``bounds`` of ``now``) or ``now`` (UTC).
+
+    Parsing and range checks are :mod:`monitor.timeutil`'s (milliseconds: a finer fraction is
+    cut). A malformed value raises :class:`RecordError`, one outside the bounds
+    :class:`ImplausibleEventTime`, both naming ``X-Event-Time``.
+    """
+    reference = now if now is not None else datetime.now(timezone.utc)
     if value is None:
-        return now if now is not None else datetime.now(timezone.utc)
-    text = value.strip()
-    if not _RFC3339.match(text):
-        raise RecordError(f"not an RFC 3339 timestamp with offset: {value!r}", field="X-Event-Time")
-    text = text.upper().replace(" ", "T")
-    if "." in text:  # datetime keeps microseconds: cut nanosecond fractions
-        head, _, tail = text.partition(".")
-        digits = re.match(r"\d+", tail).group(0)  # type: ignore[union-attr]
-        text = f"{head}.{digits[:6]:0<6}{tail[len(digits):]}"
+        return reference
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise RecordError(f"not a valid timestamp: {value!r} ({exc})", field="X-Event-Time") from None
+        ms = parse_instant(value.strip(), what=EVENT_TIME_HEADER)
+    except TimeError as exc:
+        raise RecordError(str(exc).removeprefix(f"{EVENT_TIME_HEADER}: "), field=EVENT_TIME_HEADER) from None
+    reference_ms = from_datetime(reference)
+    if ms < bounds.min_ms:
+        raise ImplausibleEventTime(
+            f"{format_instant(ms)} is before the earliest accepted event time {format_instant(bounds.min_ms)} "
+            "(min_event_time)", bound="min_event_time")
+    try:
+        check_plausible(ms, reference_ms=reference_ms, min_ms=bounds.min_ms, max_future_ms=bounds.max_future_ms)
+    except TimeError:
+        raise ImplausibleEventTime(
+            f"{format_instant(ms)} is more than {bounds.max_future_ms / 1000:g} s after the server's clock "
+            f"({format_instant(reference_ms)}; max_event_time_future_seconds)",
+            bound="max_event_time_future_seconds") from None
+    return to_datetime(ms)
+
+
+def attribute_header_names(text: str) -> tuple[str, ...]:
+    """The header names of ``log_attribute_headers`` (comma-separated), lower-cased, in order, once each.
+
+    :class:`ConfigError` naming ``log_attribute_headers`` for a name that is not an HTTP token
+    or for more than :data:`MAX_ATTRIBUTES` names.
+    """
+    names = list(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
+    for name in names:
+        if not _TOKEN.match(name) or len(name) > MAX_ATTRIBUTE_CHARS:
+            raise ConfigError(f"{name[:40]!r} is not an HTTP header name", field="log_attribute_headers")
+    if len(names) > MAX_ATTRIBUTES:
+        raise ConfigError(f"{len(names)} headers, at most {MAX_ATTRIBUTES}", field="log_attribute_headers")
+    return tuple(names)
+
+
+def header_attributes(headers: Iterable[tuple[str, str]], names: Sequence[str]) -> dict[str, str]:
+    """The record attributes of request ``headers`` (``(name, value)`` pairs) named in ``names``.
+
+    Names are lower-cased; a header given twice is joined with ``", "`` (as HTTP combines
+    them); values are cut to :data:`MAX_ATTRIBUTE_CHARS` characters. Absent headers are absent.
+    """
+    if not names:
+        return {}
+    wanted = set(names)
+    found: dict[str, list[str]] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in wanted:
+            found.setdefault(key, []).append(value)
+    return {key: ", ".join(values)[:MAX_ATTRIBUTE_CHARS] for key in names if (values := found.get(key)) is not None}
 
 
 def parse_request_id(value: str | None) -> str:

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from monitor.bundle import resolve_bundle
 from monitor.record import decode_record
 from monitor.settings import Settings
+from monitor.timeutil import from_datetime, parse_instant
 from serving.app import create_app
 from serving.models import ModelRegistry
 from serving.publisher import PredictionLogger, keep_in_sample
@@ -306,14 +307,14 @@ def test_the_logged_record_carries_event_time_request_id_raw_instances_and_predi
             for messages in consumer.poll(500).values():
                 got.extend(messages)
         consumer.close()
-    assert len(got) == 2 and all(m.key == b"bikeshare" for m in got)
     records = {rec.request_id: rec for rec in (decode_record(m.value) for m in got)}
+    assert {m.key for m in got} == {rid.encode() for rid in records}  # keyed by request id (the default)
     first = records["replay-1"]
-    assert first.event_time == datetime(2012, 3, 1, 7, 0, 0, 250_000, tzinfo=timezone.utc)
-    assert (first.model_name, first.model_version) == ("bikeshare", bundle.model_version)
-    assert list(first.instances) == rows  # raw, as sent: nulls stay null
-    assert any(v is None for inst in first.instances for v in inst.values())
-    assert list(first.predictions) == r1.json()["predictions"]
+    assert first.event_time_ms == parse_instant("2012-03-01T07:00:00.250Z")
+    assert (first.model_name, first.model_version, first.parts) == ("bikeshare", bundle.model_version, 1)
+    assert first.instances() == rows  # raw, as sent: nulls stay null
+    assert any(v is None for inst in first.instances() for v in inst.values())
+    assert first.outputs["prediction"] == r1.json()["predictions"]
     second = records[r2.headers["x-request-id"]]
-    assert before.replace(microsecond=0) <= second.event_time <= after
-    assert list(second.predictions) == r2.json()["predictions"]
+    assert from_datetime(before) // 1000 * 1000 <= second.event_time_ms <= from_datetime(after)
+    assert second.outputs["prediction"] == r2.json()["predictions"]

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from monitor.record import PredictionRecord, decode_record
+from monitor.record import PredictionRecord, decode_record, encode_record
 from monitor.settings import Settings
 from serving.publisher import PredictionLogger, keep_in_sample
 
@@ -100,13 +100,20 @@ def _consume(bootstrap: str, topic: str, n: int, timeout: float = 30.0):
     return got
 
 
+def _partition(key: bytes, partitions: int) -> int:
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions  # where the Java client (and kafka-python) put a key
+
+
 @pytest.mark.broker
-def test_records_reach_kafka_keyed_by_model_in_order(tmp_path, wait_until):
+@pytest.mark.parametrize("key_by", ["request_id", "model"])
+def test_records_reach_kafka_keyed_by_request_id_or_by_model(tmp_path, wait_until, key_by):
     from skewwatch.broker import EmbeddedBroker, ensure_topic
 
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
         ensure_topic(broker.bootstrap_servers, "preds", partitions=3)
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="preds")
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="preds", log_partition_key=key_by)
         records = [_record(i, model="a" if i % 2 else "b") for i in range(40)]
         with PredictionLogger(settings) as logger:
             for r in records:
@@ -115,14 +122,18 @@ def test_records_reach_kafka_keyed_by_model_in_order(tmp_path, wait_until):
         assert logger.stats().send_errors == 0
         messages = _consume(broker.bootstrap_servers, "preds", 40)
     assert len(messages) == 40
-    from kafka.partitioner.default import murmur2
-
+    for m in messages:
+        assert m.partition == _partition(m.key, 3)
     for model in ("a", "b"):
-        mine = [m for m in messages if m.key == model.encode()]
-        # one key, one partition: the one the Java client (and kafka-python) would pick
-        assert {m.partition for m in mine} == {(murmur2(model.encode()) & 0x7FFFFFFF) % 3}
-        decoded = [decode_record(m.value) for m in sorted(mine, key=lambda m: m.offset)]
-        assert decoded == [r for r in records if r.model_name == model]  # order kept per model
+        mine = [m for m in messages if decode_record(m.value).model_name == model]
+        if key_by == "model":
+            assert {m.key for m in mine} == {model.encode()}
+            assert {m.partition for m in mine} == {_partition(model.encode(), 3)}  # one key, one partition
+            decoded = [decode_record(m.value) for m in sorted(mine, key=lambda m: m.offset)]
+            assert decoded == [decode_record(encode_record(r)) for r in records if r.model_name == model]  # in order
+        else:
+            assert {m.key for m in mine} == {r.request_id.encode() for r in records if r.model_name == model}
+            assert {m.partition for m in mine} == {0, 1, 2}  # one model spread over every partition
 
 
 @pytest.mark.broker
@@ -130,7 +141,7 @@ def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_p
     from skewwatch.broker import EmbeddedBroker, free_port
 
     port = free_port()
-    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", topic="late")
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", topic="late", log_partition_key="model")
     logger = PredictionLogger(settings, connect_timeout_s=0.3, backoff_initial_s=0.05, backoff_max_s=0.3).start()
     try:
         wait_until(lambda: logger.stats().connect_failures >= 1, 30, "a failed connection attempt")
@@ -145,7 +156,9 @@ def test_records_queued_while_the_broker_is_down_are_sent_once_it_comes_up(tmp_p
     finally:
         logger.close(timeout=0)
     assert len({m.partition for m in messages}) == 1  # one model, one key, one partition
-    assert [decode_record(m.value) for m in sorted(messages, key=lambda m: m.offset)] == records
+    assert [decode_record(m.value) for m in sorted(messages, key=lambda m: m.offset)] == [
+        decode_record(encode_record(r)) for r in records
+    ]
 
 
 def _lingering_logger(broker, topic: str, queue_size: int, wait_until) -> PredictionLogger:
@@ -188,7 +201,8 @@ def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_
 
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log").start()
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
-    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="back", log_queue_size=8)
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="back", log_queue_size=8,
+                        log_partition_key="model")  # one partition: offsets give the order
     logger = PredictionLogger(settings, backoff_initial_s=0.05, backoff_max_s=0.3).start()
     try:
         try:
@@ -209,7 +223,7 @@ def test_a_broker_lost_after_start_up_stops_the_drain_and_records_wait_until_it_
         logger.close(timeout=0)
     assert (final.send_errors, final.dropped_on_close, final.queue_depth) == (0, 0, 0)
     assert [decode_record(m.value) for m in sorted(messages, key=lambda m: m.offset)] == [
-        _record(i) for i in range(3, 11)
+        decode_record(encode_record(_record(i))) for i in range(3, 11)
     ]
 
 

@@ -126,13 +126,13 @@ def test_responses_are_byte_identical_and_the_records_equal_the_services_own(mod
         service.setdefault(r.request_id, []).append(r)
     for rid in ("rows", "cols", "pin"):
         assert service[rid] == [tee_records[rid]] * 2  # the sidecar's record is the service's own
-    assert list(tee_records["rows"].instances) == raw_rows[-3:]  # raw: nulls stay null
-    assert list(tee_records["cols"].instances) == raw_rows[:5]  # columns pivoted into rows
+    assert tee_records["rows"].instances() == raw_rows[-3:]  # raw: nulls stay null
+    assert tee_records["cols"].instances() == raw_rows[:5]  # columns pivoted into rows
     assert tee_records["pin"].model_version == v
     now_direct, now_tee = service["now"][1], tee_records["now"]  # the second is the sidecar's call
-    assert (now_tee.instances, now_tee.predictions, now_tee.model_version) == (
-        now_direct.instances, now_direct.predictions, now_direct.model_version)
-    assert abs((now_tee.event_time - now_direct.event_time).total_seconds()) < 60
+    assert (now_tee.columns, now_tee.outputs, now_tee.model_version) == (
+        now_direct.columns, now_direct.outputs, now_direct.model_version)
+    assert abs(now_tee.event_time_ms - now_direct.event_time_ms) < 60_000
 
 
 # -- forwarding fidelity ----------------------------------------------------------------------
@@ -331,9 +331,10 @@ async def _big_predict(scope, receive, send):
 def test_a_big_response_is_streamed_back_intact_and_teed_once(serve, wait_until, base):
     logger = _logger(log_queue_size=100)  # not started: a kept record waits in the queue
     request = {"instances": [{"x": i} for i in range(BIG)]}
+    settings = Settings(max_instances=BIG)  # over the default of 10,000
     try:
         with serve(_big_predict, lifespan="off", **PLAIN) as up, \
-                serve(create_sidecar_app(up + base, logger), **PLAIN) as side:
+                serve(create_sidecar_app(up + base, logger, settings=settings), **PLAIN) as side:
             with httpx.Client(timeout=30) as client:
                 direct = client.post(up + base + "/v1/models/big:predict", json=request)
                 proxied = client.post(side + "/v1/models/big:predict", json=request, headers={"X-Request-Id": "big"})
