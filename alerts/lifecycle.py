@@ -1,256 +1,257 @@
-"""``AlertManager``: the alert state machine, driven by closed windows and their findings.
+"""The alert lifecycle: a pure function of (alert state, one decided window, its findings, config, time).
 
-Per ``(model, feature, mode)`` there is one alert (see :mod:`alerts.alert`)::
+Per alert (see :mod:`alerts.identity`)::
 
-    (none) --alerting--> firing --``resolve_after`` healthy windows--> resolved --alerting--> firing
+    (none) --alerting--> pending --for_windows in a row--> firing --resolve_after healthy--> resolved
+              pending --a window not alerting--> (none)        resolved --alerting--> pending ...
 
-``observe(window, findings)`` returns the notifications the window causes:
+* **Event time drives it.** Windows are counted, not clocks: ``for_windows`` consecutive alerting
+  windows before an alert fires (pages), ``resolve_after`` consecutive healthy windows before it
+  resolves. A replay of the same windows gives the same states. A window the alert has already
+  seen (its end is not after ``updated_ms``) changes nothing. A window without findings for an
+  alert (not evaluated) leaves it as it is.
+* **Hysteresis.** A firing alert fires at the floor but heals only in a window whose significant
+  findings all stay below ``resolve_below`` x floor; a window between the two holds it (neither
+  healthy nor alerting), so a feature hovering at its floor does not flap.
+* **One incident, one page.** While an alert stays firing, new alerting windows (a re-fire after a
+  held window, an escalation) update it but never open a new incident; only firing after a resolve
+  does (``incident`` counts them). Acknowledgements belong to an incident and end with it.
+* **Model-wide.** When at least ``min_features`` features and ``fraction`` of those evaluated alert
+  in one window and mode, a ``kind=model`` alert for the series follows the same lifecycle. While
+  it is pending or firing, the feature alerts of that series and mode are *inhibited*
+  (``inhibited_by``): they keep their state but do not notify (inhibiting while pending too, so a
+  storm never pages feature by feature while the model-wide alert waits for its ``for_windows``).
+* Parameters (``for_windows``, ``resolve_after``, ``resolve_below``) come from the first route the
+  alert's labels match, so they can differ per route (say, critical pages at once).
 
-* an alert that starts firing is notified once (``"firing"``);
-* an alert already firing is notified again only when its severity rose above what receivers
-  last heard, or when ``repeat_interval`` of event time passed since its last notification;
-* an alert resolves after ``resolve_after`` consecutive healthy windows (windows that carry
-  findings for the feature and mode, none of them alerting) and is notified ``"resolved"``
-  only if its firing was notified. A window without any finding for a feature (not
-  evaluated) leaves that feature's alert untouched.
-
-Time is event time throughout (the window's end), so a replay behaves like the original run.
-A window the alert has already seen (its end is not after the alert's ``updated_at``) is
-ignored, so a collector replaying after a crash never re-notifies. Silenced alerts change
-state but send nothing (:mod:`alerts.silences`); inhibition orders root causes first
-(:mod:`alerts.inhibition`). With a ``store``, the state is loaded at start and every changed
-alert is saved before its notification goes out, so a restart does not re-notify (a crash
-between the two loses that notification rather than sending it twice). With a ``notifier``
-(for instance an :class:`alerts.notifiers.Dispatcher`) notifications are also sent; a
-notifier that raises is logged and never stops the lifecycle.
+The result says which alerts changed in a way receivers must hear about (``notable``): they are
+the ones whose groups the engine schedules. Silences and acknowledgements (wall time, human) are
+applied when groups are flushed, not here.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from alerts.alert import SEVERITY_RANK, Alert, Notification, fingerprint, parse_time
-from alerts.inhibition import assess, finding_dict
-from alerts.protocols import AlertStore
+from alerts.evidence import Evidence, ModelWide, weigh, weigh_model
+from alerts.identity import KIND_OF_FAMILY, Identity
+from alerts.routing import match_routes
+from monitor.alerting_config import AlertingConfig, RouteNode
 from monitor.decide import Finding
-from alerts.silences import Silence, make_silence
-from alerts.summary import firing_summary, resolved_summary
-from monitor.errors import ConfigError, StatisticsError
+from monitor.storage.alerting import AlertRow
 
-__all__ = ["AlertManager", "DEFAULT_REPEAT_INTERVAL"]
-
-log = logging.getLogger(__name__)
-
-DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
+__all__ = ["WindowInfo", "Evaluation", "evaluate", "drilldown_url"]
 
 
 @dataclass(frozen=True, slots=True)
-class _Window:
+class WindowInfo:
+    """The decided window: its series, its event-time span, and its id in the store."""
+
     model: str
-    mode: str
-    start: datetime
-    end: datetime
-    model_version: str | None
+    model_version: str
+    segment: str
+    start_ms: int
+    end_ms: int
+    window_id: int | None = None
 
 
-def _window(window: Any) -> _Window:
-    def get(name: str) -> Any:
-        return window.get(name) if isinstance(window, Mapping) else getattr(window, name, None)
-
-    values = {}
-    for name in ("model", "mode", "window_start", "window_end"):
-        if get(name) is None:
-            raise StatisticsError(f"window.{name}: missing")
-        values[name] = get(name)
-    start = parse_time(values["window_start"], field="window.window_start")
-    end = parse_time(values["window_end"], field="window.window_end")
-    return _Window(values["model"], values["mode"], start, end, get("model_version"))  # type: ignore[arg-type]
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    rows: tuple[AlertRow, ...]  # alerts to write (new or changed)
+    deleted: tuple[str, ...]  # pending alerts that never fired and stopped alerting
+    notable: tuple[AlertRow, ...]  # changes receivers must hear about (their groups get scheduled)
 
 
-class AlertManager:
-    """Turns windows of findings into alert transitions and notifications."""
-
-    def __init__(
-        self,
-        *,
-        repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL,
-        resolve_after: int = 1,
-        store: AlertStore | None = None,
-        notifier: Any | None = None,
-    ) -> None:
-        if not isinstance(repeat_interval, timedelta) or repeat_interval <= timedelta(0):
-            raise ConfigError(f"must be a positive timedelta, got {repeat_interval!r}", field="repeat_interval")
-        if isinstance(resolve_after, bool) or not isinstance(resolve_after, int) or resolve_after < 1:
-            raise ConfigError(f"must be an integer >= 1, got {resolve_after!r}", field="resolve_after")
-        self.repeat_interval = repeat_interval
-        self.resolve_after = resolve_after
-        self._store = store
-        self._notifier = notifier
-        self._alerts: dict[str, Alert] = {}
-        self._silences: dict[str, Silence] = {}
-        if store is not None:
-            self.restore(store.list_alerts())
-
-    # -- state ------------------------------------------------------------------------------
-
-    def restore(self, rows: Sequence[Any]) -> None:
-        """Load alert state (``AlertRow`` objects from the store, or ``Alert`` objects)."""
-        for row in rows:
-            alert = row if isinstance(row, Alert) else Alert.from_row(row)
-            self._alerts[alert.fingerprint] = alert
-
-    def alerts(self, *, state: str | None = None) -> list[Alert]:
-        return [a for a in self._alerts.values() if state is None or a.state == state]
-
-    def get(self, fingerprint_: str) -> Alert | None:
-        return self._alerts.get(fingerprint_)
-
-    # -- silences ---------------------------------------------------------------------------
-
-    def silence(self, matcher: Mapping[str, str], until: datetime, *, comment: str = "") -> Silence:
-        """Mute alerts whose labels match ``matcher`` until ``until`` (event time)."""
-        silence = make_silence(matcher, until, comment)
-        self._silences[silence.id] = silence
-        return silence
-
-    def expire_silence(self, silence_id: str) -> None:
-        if self._silences.pop(silence_id, None) is None:
-            raise ConfigError(f"no silence {silence_id!r}", field="silence_id")
-
-    @property
-    def silences(self) -> tuple[Silence, ...]:
-        return tuple(self._silences.values())
-
-    def _muted(self, labels: Mapping[str, str], at: datetime) -> bool:
-        return any(s.mutes(labels, at) for s in self._silences.values())
-
-    # -- transitions ------------------------------------------------------------------------
-
-    def observe(self, window: Any, findings: Sequence[Finding]) -> list[Notification]:
-        """Apply one closed window's findings; return (and, with a notifier, send) notifications.
-
-        ``window`` is a mapping or an object with ``model``, ``mode``, ``window_start``,
-        ``window_end`` (aware datetimes or ISO 8601 strings) and optionally ``model_version``.
-        """
-        w = _window(window)
-        model, mode, end = w.model, w.mode, w.end
-        groups: dict[str, list[Finding]] = {}
-        for i, f in enumerate(findings):
-            if f.model != model or f.mode != mode:
-                raise StatisticsError(
-                    f"findings[{i}]: belongs to {f.model!r}/{f.mode!r}, not to the window's {model!r}/{mode!r}"
-                )
-            groups.setdefault(f.feature, []).append(f)
-
-        changed: list[Alert] = []
-        notes: list[Notification] = []
-        for feature, group in groups.items():
-            fp = fingerprint(model, feature, mode)
-            current = self._alerts.get(fp)
-            if current is not None and end <= current.updated_at:
-                continue  # already observed: a replay
-            alerting = [f for f in group if f.alerting]
-            if alerting:
-                alert, note = self._fire(current, fp, feature, alerting, w)
-            elif current is not None and current.state == "firing":
-                alert, note = self._heal(current, group, w)
-            else:
-                continue
-            if note is not None:
-                notes.append(note)
-            self._alerts[fp] = alert
-            changed.append(alert)
-
-        if self._store is not None:
-            for alert in changed:
-                self._store.save_alert(alert)
-        if self._notifier is not None:
-            for note in notes:
-                try:
-                    self._notifier.send(note)
-                except Exception:  # noqa: BLE001 - one failed delivery must not stop the lifecycle
-                    log.exception("notification %s %s failed", note.status, note.fingerprint)
-        return notes
-
-    def _fire(
-        self,
-        current: Alert | None,
-        fp: str,
-        feature: str,
-        alerting: list[Finding],
-        w: _Window,
-    ) -> tuple[Alert, Notification | None]:
-        found = assess(alerting)
-        end = w.end
-        labels = {"model": w.model, "feature": feature, "mode": w.mode, "severity": found.severity}
-        summary = firing_summary(labels, found.severity, found.findings)
-        if current is None or current.state == "resolved":
-            alert = Alert(
-                fingerprint=fp,
-                state="firing",
-                labels=labels,
-                severity=found.severity,
-                summary=summary,
-                findings=found.findings,
-                starts_at=w.start,
-                ends_at=None,
-                updated_at=end,
-            )
-        else:
-            alert = replace(
-                current,
-                labels=labels,
-                severity=found.severity,
-                summary=summary,
-                findings=found.findings,
-                updated_at=end,
-                healthy_windows=0,
-            )
-        due = (
-            alert.notified_status != "firing"
-            or SEVERITY_RANK[alert.severity] > SEVERITY_RANK.get(alert.notified_severity or "", 0)
-            or alert.last_notified_at is None
-            or end - alert.last_notified_at >= self.repeat_interval
-        )
-        if not due or self._muted(labels, end):
-            return alert, None
-        alert = replace(alert, notified_status="firing", notified_severity=alert.severity, last_notified_at=end)
-        return alert, _notification("firing", alert, w)
-
-    def _heal(self, current: Alert, group: list[Finding], w: _Window) -> tuple[Alert, Notification | None]:
-        end = w.end
-        healthy = current.healthy_windows + 1
-        if healthy < self.resolve_after:
-            return replace(current, healthy_windows=healthy, updated_at=end), None
-        alert = replace(
-            current,
-            state="resolved",
-            ends_at=end,
-            updated_at=end,
-            healthy_windows=healthy,
-            summary=resolved_summary(current.labels, healthy),
-            findings=tuple(finding_dict(f) for f in group),
-        )
-        if current.notified_status != "firing" or self._muted(current.labels, end):
-            return alert, None
-        alert = replace(alert, notified_status="resolved", last_notified_at=end)
-        return alert, _notification("resolved", alert, w)
+@dataclass(frozen=True, slots=True)
+class _Params:
+    for_windows: int
+    resolve_after: int
+    resolve_below: float
 
 
-def _notification(status: str, alert: Alert, w: _Window) -> Notification:
-    return Notification(
-        status=status,  # type: ignore[arg-type]
-        fingerprint=alert.fingerprint,
-        labels=dict(alert.labels),
-        severity=alert.severity,
-        summary=alert.summary,
-        findings=alert.findings,
-        window_start=w.start,
-        window_end=w.end,
-        starts_at=alert.starts_at,
-        ends_at=alert.ends_at,
-        model_version=w.model_version,
+def drilldown_url(external_url: str, fingerprint: str) -> str:
+    return f"{external_url.rstrip('/')}/alerts/{fingerprint}"
+
+
+def _params(tree: RouteNode, labels: Mapping[str, str]) -> _Params:
+    route = match_routes(tree, labels)[0]
+    return _Params(route.for_windows, route.resolve_after, route.resolve_below)
+
+
+def _series(ident: Identity) -> str:
+    return f"{ident.model}/{ident.version}" + (f" [{ident.segment}]" if ident.segment else "") + f" {ident.mode}"
+
+
+def _subject(ident: Identity) -> str:
+    if ident.kind == "model":
+        return "all features"
+    return f"output {ident.feature}" if ident.kind == "output" else ident.feature
+
+
+def _where(ident: Identity) -> str:
+    return f"{_series(ident)}: {_subject(ident)}"
+
+
+def _annotations(ident: Identity, fp: str, severity: str, findings: Sequence[Mapping[str, Any]], external_url: str,
+                 model_view: ModelWide | None) -> dict[str, str]:
+    if model_view is not None:
+        top = ", ".join(f"{f['feature']} {f['score']:.3g}x" for f in findings[:5])
+        summary = (f"[{severity.upper()}] {_where(ident)}: {model_view.alerting} of {model_view.evaluated} "
+                   f"features moved (top: {top})")
+        lines = [f"{f['feature']}: {f['message']}" if not str(f["message"]).startswith(f"{f['feature']}:")
+                 else str(f["message"]) for f in findings]
+    else:
+        head = str(findings[0]["message"]) if findings else ""
+        named = head.startswith(f"{ident.feature}:")
+        summary = f"[{severity.upper()}] {_series(ident)}: " + (head if named else f"{_subject(ident)}: {head}")
+        lines = [f["message"] + (" (explained by a root cause)" if f.get("inhibited") else "") for f in findings]
+    return {"summary": summary[:1000], "description": "\n".join(lines)[:4000],
+            "drilldown": drilldown_url(external_url, fp)}
+
+
+def _new_row(ident: Identity, severity: str, w: WindowInfo, now_ms: int) -> AlertRow:
+    fp = ident.fingerprint
+    return AlertRow(
+        fingerprint=fp, state="pending", kind=ident.kind, model=ident.model, model_version=ident.version,
+        segment=ident.segment, feature=ident.feature, mode=ident.mode, severity=severity,
+        labels=ident.labels(severity), annotations={}, findings=(), score=0.0, pending_since_ms=w.start_ms,
+        starts_ms=w.start_ms, ends_ms=None, updated_ms=w.end_ms, window_id=w.window_id, firing_windows=0,
+        healthy_windows=0, incident=0, inhibited_by=None, acknowledged_by=None, acknowledged_until_ms=None,
+        acknowledged_comment=None, acknowledged_ms=None, resolved_by=None, changed_ms=now_ms,
     )
+
+
+def _step(cur: AlertRow | None, ident: Identity, *, alerting: bool, hold: float, severity: str, score: float,
+          findings: tuple[dict[str, Any], ...], w: WindowInfo, tree: RouteNode, external_url: str, now_ms: int,
+          model_view: ModelWide | None) -> tuple[AlertRow | None, bool, bool]:
+    """One window for one alert: ``(row or None to delete, changed, notable)``."""
+    if cur is not None and w.end_ms <= cur.updated_ms:
+        return cur, False, False  # already seen: a replay or an older window
+    if not alerting and (cur is None or cur.state == "resolved"):
+        return cur, False, False
+    base = cur
+    if alerting:
+        if base is None:
+            base = _new_row(ident, severity, w, now_ms)
+        labels = ident.labels(severity)
+        p = _params(tree, labels)
+        row = replace(base, severity=severity, labels=labels, score=score, findings=findings,
+                      annotations=_annotations(ident, base.fingerprint, severity, findings, external_url, model_view),
+                      updated_ms=w.end_ms, window_id=w.window_id, healthy_windows=0)
+        if base.state == "resolved":  # alerting again after a resolve: a new streak
+            row = replace(row, state="pending", firing_windows=1, pending_since_ms=w.start_ms)
+        else:
+            row = replace(row, firing_windows=base.firing_windows + 1)
+        notable = False
+        if row.state == "pending" and row.firing_windows >= p.for_windows:
+            row = replace(row, state="firing", starts_ms=row.pending_since_ms or w.start_ms, ends_ms=None,
+                          incident=row.incident + 1, acknowledged_by=None, acknowledged_until_ms=None,
+                          acknowledged_comment=None, acknowledged_ms=None, resolved_by=None, changed_ms=now_ms)
+            notable = True
+        elif row.state == "firing" and severity != base.severity:
+            row = replace(row, changed_ms=now_ms)
+            notable = True
+        elif row.state == "pending" and base.state != "pending":
+            row = replace(row, changed_ms=now_ms)
+        return row, True, notable
+    if cur is None:  # not reached: a missing alert that is not alerting returned above
+        return cur, False, False
+    p = _params(tree, cur.labels)
+    if cur.state == "pending":  # the streak broke before for_windows
+        if cur.incident == 0:
+            return None, True, False
+        return replace(cur, state="resolved", firing_windows=0, pending_since_ms=None, updated_ms=w.end_ms,
+                       window_id=w.window_id, changed_ms=now_ms), True, False
+    if hold >= p.resolve_below:  # hysteresis: between resolve_below x floor and the floor, hold
+        return replace(cur, firing_windows=0, healthy_windows=0, updated_ms=w.end_ms, window_id=w.window_id), True, False
+    healthy = cur.healthy_windows + 1
+    row = replace(cur, firing_windows=0, healthy_windows=healthy, updated_ms=w.end_ms, window_id=w.window_id)
+    if healthy < p.resolve_after:
+        return row, True, False
+    annotations = dict(cur.annotations)
+    annotations["summary"] = (f"[RESOLVED] {_where(ident)}: healthy for {healthy} window(s) "
+                              f"(was {cur.severity})")[:1000]
+    row = replace(row, state="resolved", ends_ms=w.end_ms, pending_since_ms=None, annotations=annotations,
+                  changed_ms=now_ms)
+    return row, True, True
+
+
+def _groups(findings: Iterable[tuple[Finding, str]]) -> dict[tuple[str, str, str], list[Finding]]:
+    out: dict[tuple[str, str, str], list[Finding]] = {}
+    for finding, family in findings:
+        kind = KIND_OF_FAMILY.get(family, "feature")
+        out.setdefault((kind, finding.feature, finding.mode), []).append(finding)
+    return out
+
+
+def _computed(findings: Sequence[Finding]) -> bool:
+    return any(f.effect is not None and math.isfinite(f.effect) for f in findings)
+
+
+def evaluate(current: Mapping[str, AlertRow], window: WindowInfo, findings: Iterable[tuple[Finding, str]], *,
+             config: AlertingConfig, tree: RouteNode, now_ms: int, external_url: str) -> Evaluation:
+    """Apply one decided window to the alerts of its series.
+
+    ``current`` holds the series' alerts by fingerprint (any state); ``findings`` are
+    ``(finding, family)`` pairs of the window; ``now_ms`` (wall time) only stamps ``changed_ms``.
+    """
+    w = window
+    rows: dict[str, AlertRow] = {}
+    deleted: list[str] = []
+    notable: dict[str, AlertRow] = {}
+
+    def apply(ident: Identity, **kw: Any) -> None:
+        fp = ident.fingerprint
+        row, changed, is_notable = _step(current.get(fp), ident, w=w, tree=tree, external_url=external_url,
+                                         now_ms=now_ms, **kw)
+        if not changed:
+            return
+        if row is None:
+            deleted.append(fp)
+        else:
+            rows[fp] = row
+            if is_notable:
+                notable[fp] = row
+
+    groups = _groups(findings)
+    per_mode: dict[str, dict[str, Evidence]] = {}
+    for (kind, feature, mode), group in sorted(groups.items()):
+        ev = weigh(group)
+        ident = Identity(w.model, w.model_version, w.segment, kind, feature, mode)  # type: ignore[arg-type]
+        apply(ident, alerting=ev.alerting, hold=ev.hold, severity=ev.severity, score=ev.score, findings=ev.findings,
+              model_view=None)
+        if kind == "feature" and _computed(group):
+            per_mode.setdefault(mode, {})[feature] = ev
+
+    mw = config.model_wide
+    for mode, per_feature in sorted(per_mode.items()):
+        if not mw.enabled:
+            break
+        view = weigh_model(per_feature)
+        need = max(mw.min_features, math.ceil(mw.fraction * view.evaluated))
+        ident = Identity(w.model, w.model_version, w.segment, "model", "", mode)
+        hold = view.alerting / need  # 1.0 at the threshold, as a score is 1.0 at the floor
+        apply(ident, alerting=view.alerting >= need, hold=hold, severity=view.severity, score=view.score, findings=view.features, model_view=view)
+
+    # inhibition: an active model-wide alert mutes the feature alerts of its series and mode
+    def latest(fp: str) -> AlertRow | None:
+        return rows.get(fp, current.get(fp)) if fp not in deleted else None
+
+    modes = {a.mode for a in list(current.values()) + list(rows.values())}
+    for mode in sorted(modes):
+        source = latest(Identity(w.model, w.model_version, w.segment, "model", "", mode).fingerprint)
+        source_fp = source.fingerprint if source is not None and source.state in ("pending", "firing") else None
+        for fp in sorted(set(current) | set(rows)):
+            a = latest(fp)
+            if a is None or a.kind != "feature" or a.mode != mode:
+                continue
+            want = source_fp if a.state in ("pending", "firing") else None
+            if a.inhibited_by != want:
+                a = replace(a, inhibited_by=want, changed_ms=now_ms)
+                rows[fp] = a
+                if a.state == "firing" or fp in notable:
+                    notable[fp] = a
+    return Evaluation(tuple(rows[k] for k in sorted(rows)), tuple(deleted), tuple(notable[k] for k in sorted(notable)))
+

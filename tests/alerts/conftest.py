@@ -1,40 +1,190 @@
-"""Findings and windows for the alert tests.
+"""What the alert tests share: an injected clock, real stores, real findings, windows decided
+through the real ``Store.decide_window`` with the engine's hook, and real HTTP receivers on loopback."""
 
-Findings are real ``monitor.decide.Finding`` objects.
-"""
+from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
 
 import pytest
 
+from alerts import AlertEngine, Receivers, build_receivers
+from monitor.alerting_config import AlertingConfig
 from monitor.decide import Finding
+from monitor.keys import WindowKey
+from monitor.settings import Settings
+from monitor.storage import FindingIn, Store, WindowCounts, WindowDecision
 
-T0 = datetime(2012, 3, 1, 8, 0, tzinfo=timezone.utc)
-STEP = timedelta(minutes=5)
-
-
-def make_finding(feature="temp", test="ks", verdict="ok", *, model="bikeshare", mode="drift", effect=None,
-                 floor=0.1, q_value=None, p_value=None, statistic=None, message=""):
-    bad = verdict != "ok"
-    effect = (0.35 if verdict == "critical" else 0.2 if bad else 0.02) if effect is None else effect
-    q_value = (1e-6 if bad else 0.4) if q_value is None else q_value
-    return Finding(model=model, feature=feature, test=test, mode=mode,
-                        statistic=effect if statistic is None else statistic,
-                        p_value=q_value / 10 if p_value is None else p_value, q_value=q_value, effect=effect,
-                        floor=floor, significant=bad, verdict=verdict, message=message or f"{test} {verdict}")
+MIN = 60_000
+WINDOW = 5 * MIN
+T0 = 1_330_588_800_000  # 2012-03-01T08:00:00Z: event time of window 0
+WALL0 = 1_800_000_000_000  # the injected wall clock starts here (2027)
 
 
-def make_window(i, *, model="bikeshare", mode="drift", model_version="v1"):
-    """The i-th 5-minute window after T0, as the collector passes it (a dict)."""
-    return {"model": model, "model_version": model_version, "mode": mode, "window_start": T0 + i * STEP,
-            "window_end": T0 + (i + 1) * STEP, "rows": 100, "late_records": 0, "invalid_records": 0}
+class Clock:
+    """Wall time in epoch ms that moves only when a test says so."""
+
+    def __init__(self, start: int = WALL0) -> None:
+        self.ms = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return self.ms
+
+    def advance(self, ms: int) -> int:
+        with self._lock:
+            self.ms += ms
+            return self.ms
+
+
+def finding(feature: str = "temp", test: str = "mean_shift", verdict: str = "ok", *, effect: float | None = None,
+            floor: float = 0.2, mode: str = "skew", model: str = "bikeshare", significant: bool | None = None) -> Finding:
+    """A real decision: ``verdict`` says whether it alerts; ``effect`` defaults to match it."""
+    if effect is None:
+        effect = {"ok": 0.02, "warning": 1.2 * floor, "critical": 3 * floor}[verdict]
+    sig = verdict != "ok" if significant is None else significant
+    return Finding(model=model, feature=feature, test=test, mode=mode, statistic=effect, p_value=1e-9 if sig else 0.5,
+                   q_value=1e-8 if sig else 0.6, effect=effect, floor=floor, significant=sig, verdict=verdict,
+                   message=f"{feature}: {test} effect {effect:.3g} (floor {floor:g})")
+
+
+def healthy(*features: str, mode: str = "skew") -> list[Finding]:
+    return [finding(f, mode=mode) for f in features]
+
+
+def decide(store: Store, engine: AlertEngine, i: int, findings: list[Finding] | list[tuple[Finding, str]], *,
+           version: str = "v1", segment: str = "", model: str = "bikeshare") -> int | None:
+    """Decide window ``i`` (event time T0 + i windows) through the real store, with the engine's hook."""
+    key = WindowKey(model, version, segment, T0 + i * WINDOW)
+    ins = [FindingIn(f, family) if isinstance(f, tuple) is False else FindingIn(f[0], f[1])
+           for f, family in ((x if isinstance(x, tuple) else (x, "features")) for x in findings)]
+    decision = WindowDecision(key=key, end_ms=key.start_ms + WINDOW, counts=WindowCounts(rows=1000, records=10),
+                              findings=ins, features=b"f", outputs=b"o")
+    return store.decide_window(decision, react=engine.hook(decision))
+
+
+def config(data: dict | None = None) -> AlertingConfig:
+    return AlertingConfig.model_validate(data or {})
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, what: str = "the condition") -> Any:
+    """Poll until ``condition()`` is truthy (its value is returned); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+
+
+@dataclass
+class HttpReceiver:
+    """A real HTTP server on loopback that records every POST and answers as the test scripts it.
+
+    ``respond(request) -> (status, headers)`` decides each answer (default 200); ``hang`` makes
+    requests wait (after being recorded) until released. ``unique()`` dedups by Idempotency-Key,
+    as a careful receiver would."""
+
+    respond: Callable[[Request], tuple[int, dict[str, str]]] | None = None
+    requests: list[Request] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.release = threading.Event()
+        self.release.set()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's API
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                req = Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                with owner._lock:
+                    owner.requests.append(req)
+                    respond = owner.respond
+                owner.release.wait()
+                status, headers = respond(req) if respond is not None else (200, {})
+                payload = b"ok" if status < 300 else b"error"
+                if status == 202:
+                    payload = b'{"status":"success","message":"Event processed"}'
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client gave up (a timeout): fine
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def received(self) -> list[Request]:
+        with self._lock:
+            return list(self.requests)
+
+    def unique(self) -> dict[str, Request]:
+        """Requests by Idempotency-Key, first copy kept."""
+        out: dict[str, Request] = {}
+        for r in self.received():
+            out.setdefault(r.headers.get("idempotency-key", ""), r)
+        return out
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @pytest.fixture
-def finding():
-    return make_finding
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
-def window():
-    return make_window
+def sqlite_store(tmp_path, clock):
+    with Store(f"sqlite:///{tmp_path / 'alerts.sqlite3'}", clock=clock) as s:
+        yield s
+
+
+@pytest.fixture
+def receiver():
+    r = HttpReceiver()
+    yield r
+    r.close()
+
+
+def receivers_for(cfg: AlertingConfig, *, environ: dict[str, str] | None = None, timeout: float = 5.0,
+                  **settings: Any) -> Receivers:
+    return build_receivers(Settings(alert_request_timeout_seconds=timeout, **settings), cfg, environ=environ or {})
