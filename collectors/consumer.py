@@ -149,8 +149,20 @@ class PartialStage:
 
     def _on_revoke(self, consumer, partitions) -> None:  # noqa: ANN001
         # Eager rebalancing revokes everything; keep the state (we may get the partitions back) but
-        # hand over a clean commit, so a new owner starts from a checkpointed position.
-        self._commit_now(consumer, [tp.partition for tp in partitions], timeout_s=3.0)
+        # hand over a clean commit, so a new owner starts from a checkpointed position, and tell the
+        # merge stage these partitions are not caught up any more: nobody reads them until reassigned.
+        revoked = [tp.partition for tp in partitions]
+        self._release(revoked)
+        self._commit_now(consumer, revoked, timeout_s=3.0)
+
+    def _release(self, partitions) -> None:  # noqa: ANN001
+        now = self._wall()
+        for p in partitions:
+            proc = self.partitions.get(p)
+            position = proc.position if proc is not None and proc.position is not None else -1
+            raw = encode_partition(PartitionMessage(self.topic, p, False, position, now))
+            for target in range(self._partials_partitions):
+                self._produce(self.settings.partials_topic, raw, partition=target)
 
     def _on_lost(self, consumer, partitions) -> None:  # noqa: ANN001
         for tp in partitions:
@@ -324,6 +336,7 @@ class PartialStage:
                     self._tick(consumer)
         finally:
             try:
+                self._release(list(self.partitions))
                 self._commit_now(consumer, list(self.partitions), timeout_s=5.0)
             finally:
                 self._checkpointer.requests.put(None)

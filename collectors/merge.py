@@ -50,13 +50,13 @@ def _header(headers, name: str) -> str:  # noqa: ANN001
 
 class MergeStage:
     def __init__(self, settings: Settings, *, store: Store, decider: WindowDecider,
-                 wall: Callable[[], int] | None = None, stale_ms: int | None = None) -> None:
+                 wall: Callable[[], int] | None = None, fresh_ms: int = 3000) -> None:
         self.settings = settings
         self.store = store
         self.decider = decider
         self.group = settings.merge_consumer_group or f"{settings.consumer_group}-merge"
         self._wall = wall or (lambda: time.time_ns() // 1_000_000)
-        self.stale_ms = stale_ms if stale_ms is not None else max(10_000, int(2 * settings.idle_close_seconds * 1000))
+        self.fresh_ms = fresh_ms  # partitions report every second (collectors.consumer)
         self.counts: Counter[str] = Counter()
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE)
         self._processed: dict[tuple[str, int], int] = {}
@@ -292,9 +292,9 @@ class MergeStage:
             series = (key.model, key.model_version, key.segment)
             if series in blocked:
                 continue
-            why = waiting_for(key.model, key.start_ms, end_ms, partitions=self._input_partitions,
+            why = waiting_for(key.model, end_ms, partitions=self._input_partitions,
                               partition_states=self._partitions_state, streams=self._streams, now_ms=now,
-                              stale_ms=self.stale_ms)
+                              fresh_ms=self.fresh_ms)
             if why is not None:
                 blocked.add(series)
                 waiting[key.model] = why

@@ -1,15 +1,19 @@
 """When the merge stage may decide a window: every source partition that could feed it has passed it.
 
-For a window of model M ending at E, over the input topic's partitions ``0..n-1``, each partition p
-must be known and have nothing left for it:
+For a window of model M ending at E, over the input topic's partitions ``0..n-1``, each partition
+p must be known and have nothing left for it:
 
-* p has said nothing for ``stale_ms`` (its collector is gone, restarting, or cut off): wait;
-* p has a stream of M: it must have closed through E (its partial for the window, if any, was sent
-  before that report), or be idle with the window not among its open ones;
+* p's last report is older than the others' by more than ``fresh_ms`` (its collector died, is
+  restarting or handing it over), or older than ``silent_ms`` by the wall clock: wait;
+* p has a stream of M: it must have closed through E. An idle stream (its partition caught up with
+  a broker that answers, no record of M for the idle timeout) moves on with the wall clock, so it
+  stops holding windows back once they are over, and it never releases a window before that: a
+  record that reaches it afterwards still belongs to a window it has not closed;
 * p never carried M: it must be caught up with the broker (a backlog may still hold M's records).
 
-Idle streams do not hold windows back, and never close one early: a stream becomes idle only while
-its partition is caught up with a broker that answers, and its own open windows still wait for it.
+Freshness is judged against the newest report of any partition, not only the wall clock, so a merge
+stage that is behind on its queue (all reports equally old) still decides, while one partition
+whose collector stopped reporting holds its windows back within seconds.
 """
 
 from __future__ import annotations
@@ -21,25 +25,24 @@ from monitor.storage.rows import PartitionState, StreamState
 __all__ = ["waiting_for"]
 
 
-def waiting_for(model: str, start_ms: int, end_ms: int, *, partitions: int, partition_states: Mapping[int, PartitionState],
-                streams: Mapping[tuple[int, str], StreamState], now_ms: int, stale_ms: int) -> str | None:
-    """Why the window cannot be decided yet, or ``None`` when it can."""
+def waiting_for(model: str, end_ms: int, *, partitions: int, partition_states: Mapping[int, PartitionState],
+                streams: Mapping[tuple[int, str], StreamState], now_ms: int, fresh_ms: int = 3000,
+                silent_ms: int = 30_000) -> str | None:
+    """Why the window of ``model`` ending at ``end_ms`` cannot be decided yet, or ``None`` when it can."""
     if partitions <= 0:
         return "the input topic's partitions are not known yet"
+    newest = max((s.sent_ms for s in partition_states.values()), default=0)
     for p in range(partitions):
         state = partition_states.get(p)
         if state is None:
             return f"partition {p} has not reported"
-        if now_ms - state.sent_ms > stale_ms:
-            return f"partition {p} silent for {(now_ms - state.sent_ms) / 1000:.0f}s"
+        if newest - state.sent_ms > fresh_ms or now_ms - state.sent_ms > silent_ms:
+            return f"partition {p} has not reported for {(max(newest, now_ms) - state.sent_ms) / 1000:.0f}s"
         stream = streams.get((p, model))
         if stream is None:
             if not state.caught_up:
                 return f"partition {p} is not caught up (it may still hold records of {model})"
             continue
-        if stream.closed_through_ms >= end_ms:
-            continue
-        if stream.idle and start_ms not in stream.open_windows:
-            continue
-        return f"partition {p} has closed {model} only through {stream.closed_through_ms}"
+        if stream.closed_through_ms < end_ms:
+            return f"partition {p} has closed {model} only through {stream.closed_through_ms}"
     return None

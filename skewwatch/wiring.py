@@ -94,4 +94,8 @@ def build_collector(settings: Settings) -> Collector:
                                 sample_records=settings.sample_records)
         merge_stage = MergeStage(settings, store=store, decider=decider)
     collector.partial_stage, collector.merge_stage = partial_stage, merge_stage
+    if settings.collector_metrics_port:
+        from collectors.metrics import serve_metrics
+
+        serve_metrics(collector, settings.monitor_host, settings.collector_metrics_port)
     return collector
