@@ -270,12 +270,33 @@ class Receiver:
         return min(values) if values else None
 
 
+class _Scrub(logging.Filter):
+    """Removes secrets from log records of the HTTP libraries (httpx logs every request's URL)."""
+
+    def __init__(self, secrets: Sequence[Secret]) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = text
+        for s in self.secrets:
+            clean = s.scrub(clean)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+_HTTP_LOGGERS = ("httpx", "httpcore")
+
+
 @dataclass
 class Receivers:
     """Every receiver by name, and the HTTP client they share (closed by :meth:`close`)."""
 
     by_name: dict[str, Receiver]
     client: httpx.Client | None = field(default=None, repr=False)
+    _filter: _Scrub | None = field(default=None, repr=False)
 
     def get(self, name: str) -> Receiver | None:
         return self.by_name.get(name)
@@ -292,6 +313,9 @@ class Receivers:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
+        if self._filter is not None:
+            for name in _HTTP_LOGGERS:
+                logging.getLogger(name).removeFilter(self._filter)
 
 
 def _read_secret(*, file: str | None, env: str | None, environ: Mapping[str, str], path: str) -> Secret:
@@ -390,5 +414,10 @@ def build_receivers(settings: Any, config: AlertingConfig, *, environ: Mapping[s
         raise
     for r in receivers.values():
         log.info("alert receiver %s: %s", r.name, ", ".join(i.kind for i in r.integrations) or "no integrations")
-    return Receivers(receivers, client if own else None)
+    secrets = [s for r in receivers.values() for i in r.integrations for s in getattr(i, "_secrets", ())]
+    scrub = _Scrub(secrets) if secrets else None
+    if scrub is not None:
+        for name in _HTTP_LOGGERS:
+            logging.getLogger(name).addFilter(scrub)
+    return Receivers(receivers, client if own else None, scrub)
 
