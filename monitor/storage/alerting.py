@@ -543,9 +543,6 @@ class AlertingStore:
             conn.execute(insert(t.silences).values(
                 id=row.id, matchers=_dumps([dict(m) for m in row.matchers]), starts_ms=row.starts_ms,
                 ends_ms=row.ends_ms, created_by=created_by, comment=comment, created_ms=now, expired_ms=None))
-            if starts > now:  # muting begins later: the groups must look again then
-                for gid in conn.execute(select(t.alert_groups.c.id).where(t.alert_groups.c.next_flush_ms.is_not(None))):
-                    schedule_group(conn, gid.id, starts)
         return row
 
     def get_silence(self, silence_id: str) -> SilenceRow | None:

@@ -23,8 +23,6 @@ from tests.alerts.helpers import config, decide, finding, healthy, receivers_for
 
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
-pytestmark = pytest.mark.skipif(shutil.which(BINARY) is None, reason="apt-get install -y prometheus-alertmanager "
-                                "(.ci/run installs it)")
 
 
 def free_port() -> int:
@@ -35,6 +33,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def alertmanager(tmp_path, receiver):
+    if shutil.which(BINARY) is None:
+        pytest.fail("Prometheus Alertmanager is not installed: apt-get install -y prometheus-alertmanager (.ci/run does)")
     port = free_port()
     (tmp_path / "am.yml").write_text(f"""
 route:
