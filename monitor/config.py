@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from monitor.alerting_config import AlertingConfig
 from monitor.compare.results import TestName
 from monitor.decide import Persistence, Policy
 from monitor.errors import ConfigError
@@ -81,6 +82,7 @@ class MonitorConfig(_Strict):
     version: Literal[1] = 1
     defaults: Overrides = Field(default_factory=Overrides)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)  # routes, receivers, timers: monitor.alerting_config
 
     def policy_for(self, model: str, feature: str) -> Policy:
         """The :class:`~monitor.decide.Policy` of ``feature`` of ``model`` (feature > model > defaults)."""
