@@ -39,7 +39,7 @@ from monitor.api.routes.reports import add_report_routes
 from monitor.api.routes.ui import add_ui_routes
 from monitor.api.routes.windows import add_window_routes
 from monitor.api.security import make_guards
-from monitor.errors import BundleError, SkewwatchError, StoreError, TimeError
+from monitor.errors import BundleError, NotFoundError, SkewwatchError, StoreError, TimeError
 from monitor.settings import Settings
 
 __all__ = ["create_app"]
@@ -84,6 +84,10 @@ def create_app(settings: Settings, store: Any) -> FastAPI:
     @app.exception_handler(TimeError)
     async def bad_time(request: Request, exc: TimeError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": clip(str(exc), 500)})
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": clip(str(exc), 300)})
 
     @app.exception_handler(BundleError)
     async def bundle_error(request: Request, exc: BundleError) -> JSONResponse:

@@ -4,7 +4,7 @@ Until the rewritten collector pipeline lands, windows reach the store the way th
 put them there: ``Store.decide_window(WindowDecision(...))`` with real profiles of 2012 bike-sharing
 rows (``monitor.stats.Profile``), the trained bundle's real predictions, and real findings from
 ``monitor.evaluate.evaluate`` against the bundle's baselines (skew) and the previous window
-(drift). From ``bug_from`` on, the client sends the temperature in Fahrenheit.
+(drift); alert transitions come from ``alerts.engine.AlertEngine``'s hook in the window's transaction. From ``bug_from`` on, the client sends the temperature in Fahrenheit.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from alerts.engine import AlertEngine
 from monitor.bundle import PREDICTION_SPEC, Bundle
 from monitor.config import MonitorConfig
 from monitor.evaluate import evaluate
@@ -70,6 +71,7 @@ def populate(store, bundle: Bundle, data_path, *, windows: int = 6, rows: int = 
     picked.loc[bug, "temp"] = picked.loc[bug, "temp"] * 9 / 5 + 32
     predictions = _predict(bundle, picked)
     baseline, prediction_baseline = bundle.baseline(), bundle.prediction_baseline()
+    engine = AlertEngine()
     ids: list[int] = []
     previous: tuple[int, Profile, Profile] | None = None
     for i in range(windows):
@@ -92,12 +94,13 @@ def populate(store, bundle: Bundle, data_path, *, windows: int = 6, rows: int = 
             found += [FindingIn(f, family=family, reference_window_id=ref_id) for f in report.findings]
         sample = {"columns": {n: _json_safe(chunk[n].iloc[:SAMPLE_ROWS]) for n in names},
                   "outputs": {PREDICTION_SPEC.name: _json_safe(preds[:SAMPLE_ROWS])}}
-        wid = store.decide_window(WindowDecision(
+        decision = WindowDecision(
             key=key, end_ms=key.start_ms + STEP_MS,
             counts=WindowCounts(rows=rows, records=rows // 50, invalid_instances=i % 2, late_records=0,
                                 duplicate_records=0, partials=1),
             findings=found, features=features.to_bytes(), outputs=outputs.to_bytes(),
-            sample=json.dumps(sample).encode(), sample_rows=min(rows, SAMPLE_ROWS)))
+            sample=json.dumps(sample).encode(), sample_rows=min(rows, SAMPLE_ROWS))
+        wid = store.decide_window(decision, react=engine.hook(decision))  # alert transitions in the same transaction
         assert wid is not None
         ids.append(wid)
         previous = (wid, features, outputs)
