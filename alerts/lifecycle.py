@@ -21,8 +21,9 @@ Per alert (see :mod:`alerts.identity`)::
   it is pending or firing, the feature alerts of that series and mode are *inhibited*
   (``inhibited_by``): they keep their state but do not notify (inhibiting while pending too, so a
   storm never pages feature by feature while the model-wide alert waits for its ``for_windows``).
-* Parameters (``for_windows``, ``resolve_after``, ``resolve_below``) come from the first route the
-  alert's labels match, so they can differ per route (say, critical pages at once).
+* Parameters (``for_windows``, per severity, ``resolve_after``, ``resolve_below``) come from the
+  first route the alert's labels match, so they can differ per route; by default a warning needs
+  two windows in a row and a critical finding pages from its first.
 
 The result says which alerts changed in a way receivers must hear about (``notable``): they are
 the ones whose groups the engine schedules. Silences and acknowledgements (wall time, human) are
@@ -77,7 +78,9 @@ def drilldown_url(external_url: str, fingerprint: str) -> str:
 
 def _params(tree: RouteNode, labels: Mapping[str, str]) -> _Params:
     route = match_routes(tree, labels)[0]
-    return _Params(route.for_windows, route.resolve_after, route.resolve_below)
+    severity = labels.get("severity", "warning")
+    return _Params(route.for_windows.get(severity, max(route.for_windows.values())), route.resolve_after,
+                   route.resolve_below)
 
 
 def _series(ident: Identity) -> str:

@@ -2,6 +2,7 @@
 
 Each pass it
 
+0. (hourly) deletes delivered and refused messages older than ``keep_days``;
 1. flushes the notification groups that are due (``AlertEngine.flush_due``: group_wait,
    group_interval, repeat_interval, silences and acknowledgements running out), which writes
    messages to the outbox;
@@ -50,7 +51,7 @@ class Sender:
                  lease_s: float = 60.0, poll_s: float = 1.0, backoff: Backoff | None = None,
                  max_in_flight: int = 4, request_timeout_s: float | None = None,
                  clock: Callable[[], int] | None = None, limiter: RateLimiter | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, keep_days: float = 7.0) -> None:
         if lease_s <= 0 or poll_s <= 0 or max_in_flight < 1:
             raise ConfigError("lease_s and poll_s must be > 0 and max_in_flight >= 1", field="sender")
         if request_timeout_s is not None and lease_s <= request_timeout_s:
@@ -64,6 +65,8 @@ class Sender:
         self.poll_s = poll_s
         self.backoff = backoff or Backoff()
         self.max_in_flight = max_in_flight
+        self.keep_ms = int(keep_days * 86_400_000)
+        self._pruned_at: int | None = None
         self._clock = clock or store.now
         self._limiter = limiter or RateLimiter(clock=lambda: self._clock() / 1000)
         self._rng = rng or random.Random()
@@ -111,16 +114,37 @@ class Sender:
     # -- one pass -----------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Flush due groups, then claim and send every due message in this thread; how many were sent."""
+        """Flush due groups, then claim and send every due message in this thread, each at most once;
+        how many were sent."""
         self._flush()
-        sent = 0
+        seen: set[int] = set()
         while True:
             rows = self._claim(limit=self.max_in_flight, busy=())
-            if not rows:
-                return sent
+            fresh = [r for r in rows if r.id not in seen]
             for row in rows:
+                if row.id in seen:  # due again at once (it failed): give it back for the next pass
+                    self._record(self.store.retry_outbox, row.id, self.owner, next_attempt_ms=row.next_attempt_ms,
+                                 error=row.last_error or "", status_code=row.last_status)
+            if not fresh:
+                return len(seen)
+            for row in fresh:
+                seen.add(row.id)
                 self._deliver(row)
-                sent += 1
+
+    def _prune(self) -> None:
+        now = self._clock()
+        if self._pruned_at is not None and now - self._pruned_at < 3_600_000:
+            return
+        self._pruned_at = now
+        try:
+            gone = self.store.prune_outbox(before_ms=now - self.keep_ms)
+        except SkewwatchError as exc:
+            self.counts["*", "store_errors"] += 1
+            log.warning("alert sender: pruning the outbox failed: %s", exc)
+            return
+        if gone:
+            log.info("alert sender: pruned %d delivered or failed message(s) older than %.0f day(s)", gone,
+                     self.keep_ms / 86_400_000)
 
     def _flush(self) -> None:
         try:
@@ -153,7 +177,7 @@ class Sender:
                 raise DeliveryError("no such integration in the configuration (it was removed?)", sink=row.integration)
             status = integration.send(row.payload, dedup_key=key)
         except RetryableDeliveryError as exc:
-            wait = exc.retry_after_ms if exc.retry_after_ms is not None else self.backoff.delay_ms(row.attempts, self._rng)
+            wait = exc.retry_after_ms if exc.retry_after_ms else self.backoff.delay_ms(row.attempts, self._rng)
             self.counts[row.integration, "retried"] += 1
             log.warning("alert delivery %s %s: try %d failed (%s); next in %.1fs", row.integration, key, row.attempts,
                         exc, wait / 1000)
@@ -192,6 +216,7 @@ class Sender:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                self._prune()
                 self._flush()
                 with self._lock:
                     busy = list(self._in_flight)

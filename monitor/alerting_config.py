@@ -24,12 +24,11 @@ The section, with every default::
         group_wait: 30s         # a new group waits this long for more alerts before its first message
         group_interval: 5m      # then changes to the group are sent at most this often
         repeat_interval: 4h     # an unchanged firing group is re-sent after this long
-        for_windows: 2          # alerting in this many consecutive windows before it fires (pages)
+        for_windows: {warning: 2, critical: 1}   # consecutive alerting windows before it fires (pages);
+                                # one number for every severity, or one per severity
         resolve_after: 2        # healthy windows in a row before a firing alert resolves
         resolve_below: 0.8      # hysteresis: a window is healthy only when every effect < 0.8 x floor
-        routes:
-          - matchers: ["severity=critical"]
-            for_windows: 1      # a critical finding pages from its first window
+        routes: []              # e.g. - {matchers: ["severity=critical"], receiver: oncall}
       receivers:                # "default" is built from the settings unless declared here
         - name: oncall
           pagerduty_configs: [{routing_key_file: /run/secrets/pagerduty}]
@@ -216,6 +215,13 @@ _Positive = Annotated[int, Field(strict=True, ge=1, le=1000)]
 _Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
+def _per_severity(value: Any) -> Any:
+    """``for_windows: 2`` means 2 for every severity; a mapping sets some (the others inherit)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {severity: value for severity in SEVERITY_RANK}
+    return value
+
+
 class RouteConfig(_Strict):
     """One node of the routing tree. Unset keys inherit from the parent (the root's from the defaults)."""
 
@@ -227,7 +233,7 @@ class RouteConfig(_Strict):
     group_wait: DurationMs | None = None
     group_interval: DurationMs | None = None
     repeat_interval: DurationMs | None = None
-    for_windows: _Positive | None = None
+    for_windows: Annotated[dict[Severity, _Positive], BeforeValidator(_per_severity)] | None = None
     resolve_after: _Positive | None = None
     resolve_below: _Fraction | None = None
     routes: tuple["RouteConfig", ...] = ()
@@ -255,7 +261,7 @@ class RouteNode:
     group_wait_ms: int
     group_interval_ms: int
     repeat_interval_ms: int
-    for_windows: int
+    for_windows: Mapping[str, int]  # by severity
     resolve_after: int
     resolve_below: float
     children: tuple["RouteNode", ...]
@@ -267,7 +273,7 @@ class RouteNode:
 
 
 def _default_route() -> "RouteConfig":
-    return RouteConfig(routes=(RouteConfig(matchers=(Matcher(name="severity", value="critical"),), for_windows=1),))
+    return RouteConfig()
 
 
 _ROOT_DEFAULTS: dict[str, Any] = {
@@ -276,7 +282,7 @@ _ROOT_DEFAULTS: dict[str, Any] = {
     "group_wait": 30_000,
     "group_interval": 300_000,
     "repeat_interval": 4 * 3_600_000,
-    "for_windows": 2,
+    "for_windows": {"warning": 2, "critical": 1},
     "resolve_after": 2,
     "resolve_below": 0.8,
 }
@@ -284,6 +290,8 @@ _ROOT_DEFAULTS: dict[str, Any] = {
 
 def _resolve(route: RouteConfig, parent: dict[str, Any], rid: str, path: str) -> RouteNode:
     values = {k: (getattr(route, k) if getattr(route, k) is not None else parent[k]) for k in _ROOT_DEFAULTS}
+    if route.for_windows is not None:
+        values["for_windows"] = {**parent["for_windows"], **route.for_windows}
     children = tuple(
         _resolve(child, values, child.name or f"{rid}.{i}", f"{path}.routes.{i}") for i, child in enumerate(route.routes)
     )

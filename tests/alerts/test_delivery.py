@@ -206,3 +206,16 @@ def test_two_senders_never_deliver_the_same_message_at_once_and_keep_each_destin
         assert peak[0] == 1  # one destination: one message in flight at a time, across both senders
         order = [r.dedup_key.split("|", 1)[1] for r in a.list_outbox()]
         assert keys == order  # in outbox order
+
+
+def test_a_retry_after_of_zero_falls_back_to_backoff_and_one_pass_sends_each_message_once(store, receiver):
+    receiver.respond = lambda req: (503, {"Retry-After": "0"})
+    cfg = config(alerting(receiver.url))
+    engine = AlertEngine(cfg)
+    receivers = receivers_for(cfg, environ={"SLACK": receiver.url + SLACK, "PD": KEY})
+    notifications(store, engine, 1)
+    sender = Sender(store, receivers, engine=engine, limiter=RateLimiter(clock=itertools.count(0, 60).__next__))
+    assert sender.run_once() == 3  # returns: nothing is retried in a tight loop
+    receivers.close()
+    assert len(receiver.received()) == 3
+    assert all(r.next_attempt_ms > store.now() - 1 and r.attempts == 1 for r in store.list_outbox())

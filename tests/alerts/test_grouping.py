@@ -21,8 +21,7 @@ def features(n: int) -> list[str]:
 @pytest.fixture
 def h(sqlite_store, clock, receiver):
     alerting = {
-        "route": {"receiver": "team", "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h",
-                  "routes": [{"matchers": ["severity=critical"], "for_windows": 1}]},
+        "route": {"receiver": "team", "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"},
         "receivers": [{"name": "team",
                        "webhook_configs": [{"url": receiver.url + "/hook"}],
                        "slack_configs": [{"api_url_env": "SLACK_URL"}],
