@@ -98,18 +98,16 @@ def decode_body(
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip"):
-        attempts = (16 + zlib.MAX_WBITS,)
-    elif encoding == "deflate":
-        attempts = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # some servers send raw deflate without the zlib header
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":  # some servers send raw deflate without the zlib header
+        zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+        wbits = zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
     else:
         raise RecordError(f"content encoding {encoding!r} cannot be read (gzip, deflate, identity can)", field=field)
-    for i, wbits in enumerate(attempts):
-        try:
-            return _inflate(body, wbits, max_bytes=max_bytes, max_ratio=max_ratio, size_limit=size_limit)
-        except zlib.error as exc:
-            if i == len(attempts) - 1:
-                raise RecordError(f"cannot decode {encoding} body ({exc})", field=field) from None
-    raise AssertionError("unreachable")
+    try:
+        return _inflate(body, wbits, max_bytes=max_bytes, max_ratio=max_ratio, size_limit=size_limit)
+    except zlib.error as exc:
+        raise RecordError(f"cannot decode {encoding} body ({exc})", field=field) from None
 
 
 def _inflate(body: bytes, wbits: int, *, max_bytes: int | None, max_ratio: float | None, size_limit: LimitName) -> bytes:

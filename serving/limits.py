@@ -29,7 +29,7 @@ which the apps export as ``skewwatch_*_rejected_total{limit=...}``.
 nests, and how many elements the arrays a TF Serving body keeps its instances in hold (the
 body itself if it is an array, an array under a top-level key such as ``instances`` or
 ``inputs``, or a column array one object further down, as in ``{"inputs": {name: [...]}}``).
-It works on the bytes with numpy (about 10 ms for 8 MiB), so a body of a million tiny objects
+It works on the bytes with numpy (about as fast as ``orjson.loads``), so a body of a million tiny objects
 is refused before orjson would turn it into a million Python dicts.
 """
 
@@ -177,12 +177,15 @@ def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 # -- JSON shape, from the bytes --------------------------------------------------------------------
 
-_KIND = np.zeros(256, np.int8)
-_KIND[ord("[")] = _KIND[ord("{")] = 1
-_KIND[ord("]")] = _KIND[ord("}")] = -1
-_KIND[ord(",")] = 2
+# each byte's part in the structure: 1 opens, 2 closes, 3 separates, 4 quotes, 0 anything else
+_CLASS = bytearray(256)
+_CLASS[ord("[")] = _CLASS[ord("{")] = 1
+_CLASS[ord("]")] = _CLASS[ord("}")] = 2
+_CLASS[ord(",")] = 3
+_CLASS[ord('"')] = 4
+_CLASSES = bytes(_CLASS)
 _ESCAPE = re.compile(rb"\\.", re.S)
-_QUOTE, _ARRAY, _OBJECT = ord('"'), ord("["), ord("{")
+_ARRAY, _OBJECT = ord("["), ord("{")
 
 
 def check_json(body: bytes, *, max_depth: int, max_instances: int) -> None:
@@ -190,43 +193,44 @@ def check_json(body: bytes, *, max_depth: int, max_instances: int) -> None:
     ``max_instances`` elements in an instance array (see the module docstring); never parses it.
 
     Brackets, braces and commas inside strings do not count. Bytes that are not JSON pass (the
-    parser refuses them next); a malformed body is measured as far as its brackets go.
+    parser refuses them next); a malformed body is measured as far as its brackets go. About as
+    fast as ``orjson.loads`` on the same bytes, with no Python object per value.
     """
     if body.count(b"[") + body.count(b"{") <= max_depth and body.count(b",") < max_instances:
         return  # a body cannot nest deeper than its brackets, nor hold more elements than commas + 1
     if b"\\" in body:  # escape pairs, left to right as JSON reads them, become two inert bytes
         body = _ESCAPE.sub(b"__", body)
-    a = np.frombuffer(body, np.uint8)
-    kind = _KIND[a]
-    pos = np.flatnonzero(kind)
-    quotes = np.flatnonzero(a == _QUOTE)
+    classes = np.frombuffer(body.translate(_CLASSES), np.uint8)
+    pos = np.flatnonzero((classes - np.uint8(1)) < 3)  # brackets, braces, commas (0 wraps to 255)
+    quotes = np.flatnonzero(classes == 4)
     if quotes.size:
         pos = pos[(np.searchsorted(quotes, pos) & 1) == 0]  # an even number of quotes before: outside strings
     if not pos.size:
         return
-    k = kind[pos]
-    depth = np.cumsum(np.where(k == 2, 0, k), dtype=np.int64)  # an opener's own depth, a comma's container's
+    k = classes[pos].astype(np.int8)
+    step = np.where(k == 1, 1, np.where(k == 2, -1, 0)).astype(np.int8)
+    depth = np.cumsum(step, dtype=np.int64)  # an opener's own depth; a comma's, its container's
     deepest = int(depth.max())
     if deepest > max_depth:
         raise LimitExceeded(f"JSON body nests {deepest} levels deep, more than the limit of {max_depth}",
                             limit="max_json_depth", maximum=max_depth)
-    chars = a[pos]
+    chars = np.frombuffer(body, np.uint8)[pos]
     openers = np.flatnonzero(k == 1)
-    commas = np.flatnonzero(k == 2)
+    commas = np.flatnonzero(k == 3)
     by_depth = {d: openers[depth[openers] == d] for d in (1, 2, 3)}
-    parent_is_object = {1: np.ones(by_depth[1].size, bool)}
+    parent_is_object: dict[int, np.ndarray] = {}
     largest = 0
     for d in (1, 2, 3):
         mine = by_depth[d]
         if not mine.size:
             break
-        if d > 1:  # the container one level up is the last opener at depth d-1 before this one
+        if d == 1:
+            parent_is_object[d] = np.ones(mine.size, bool)  # the body itself: any container counts
+        else:  # the container one level up is the last opener at depth d-1 before this one
             up = by_depth[d - 1]
-            parent = np.searchsorted(up, mine) - 1
-            ok = parent >= 0
-            parent_is_object[d] = ok & (chars[up[np.maximum(parent, 0)]] == _OBJECT) & \
-                (parent_is_object[d - 1][np.maximum(parent, 0)] if d > 2 else True)
-        counted = (chars[mine] == _ARRAY) & (parent_is_object[d] if d > 1 else True)
+            parent = np.maximum(np.searchsorted(up, mine) - 1, 0)
+            parent_is_object[d] = (chars[up[parent]] == _OBJECT) & (parent_is_object[d - 1][parent] | (d == 2))
+        counted = (chars[mine] == _ARRAY) & parent_is_object[d]
         if not counted.any():
             continue
         own = commas[depth[commas] == d]

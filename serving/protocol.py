@@ -14,7 +14,8 @@ than httptools.) :func:`bounded_protocol` builds the same protocol with three li
 - ``max_headers``: the number of headers, counted in the parser's ``on_header`` callback: 431.
 - ``header_timeout_seconds``: from the connection's start, and from the end of each response,
   the next request line and headers must be complete within it. A request cut off half-way
-  gets 408; a connection that sent nothing is closed without a word (as keep-alive expiry).
+  gets 408 (counted); a connection that sent nothing is closed without a word, as uvicorn's
+  keep-alive expiry (``timeout_keep_alive``, 5 s, usually first) would.
 
 Refusals are JSON (:meth:`~serving.limits.LimitExceeded.body`) and counted in the
 :class:`~serving.limits.RejectionCounts`. Everything else is uvicorn's (``uvicorn==0.54.0``
@@ -162,8 +163,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             timeout = self.limits.header_timeout_s
             self._refuse(LimitExceeded(f"request line and headers did not arrive within {timeout:g} s",
                                        limit="header_timeout_seconds", maximum=timeout, status=408))
-        else:  # nothing of a next request: an idle connection, closed as keep-alive expiry would
-            self.counts.bump("header_timeout_seconds")
+        else:  # nothing of a next request: an idle connection, closed (not counted) as keep-alive expiry would
             self._refused = True
             self.transport.close()
 

@@ -98,3 +98,31 @@ def serve():
 @pytest.fixture(scope="session")
 def wait_until():
     return wait_for
+
+
+def consume_parts_of_one_record(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
+    """Consume ``topic`` from the start until it holds every part of the one record logged to it."""
+    import uuid
+
+    from kafka import KafkaConsumer
+
+    from monitor.record import decode_record
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"t-{uuid.uuid4()}",
+                             auto_offset_reset="earliest", max_poll_interval_ms=6000, session_timeout_ms=6000)
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not (got and len(got) == decode_record(got[0].value).parts):
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout}s with {len(got)} parts of the record on {topic}")
+            for messages in consumer.poll(500).values():
+                got.extend(messages)
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.fixture(scope="session")
+def consume_parts():
+    return consume_parts_of_one_record

@@ -5,6 +5,7 @@ import re
 import uuid
 from datetime import datetime, timezone
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -318,3 +319,89 @@ def test_the_logged_record_carries_event_time_request_id_raw_instances_and_predi
     second = records[r2.headers["x-request-id"]]
     assert from_datetime(before) // 1000 * 1000 <= second.event_time_ms <= from_datetime(after)
     assert second.outputs["prediction"] == r2.json()["predictions"]
+
+
+# -- event time bounds, attributes, records that always fit Kafka ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, bound",
+    [
+        ("9999-12-31T23:59:59Z", "max_event_time_future_seconds"),
+        ("2100-01-01T00:00:00Z", "max_event_time_future_seconds"),
+        ("1970-01-01T00:00:00Z", "min_event_time"),
+        ("0001-01-01T00:00:00+01:00", None),  # year 0 in UTC: not an instant skewwatch represents
+    ],
+)
+def test_an_implausible_event_time_is_400_naming_the_header_and_the_bound(client, raw_rows, value, bound):
+    before = client.app.state.logger.stats().enqueued
+    r = client.post("/v1/models/bikeshare:predict", json={"instances": raw_rows[:1]}, headers={"X-Event-Time": value})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["field"] == "X-Event-Time" and body.get("limit") == bound
+    if bound is not None:
+        assert bound in body["error"]
+    assert client.app.state.logger.stats().enqueued == before
+
+
+def test_replayed_past_and_slightly_future_event_times_are_accepted(client, raw_rows):
+    soon = datetime.now(timezone.utc).timestamp() + 120
+    for value in ("2000-01-01T00:00:00Z", "2012-03-01T08:00:00Z",
+                  datetime.fromtimestamp(soon, timezone.utc).isoformat()):
+        r = client.post("/v1/models/bikeshare:predict", json={"instances": raw_rows[:1]}, headers={"X-Event-Time": value})
+        assert r.status_code == 200, (value, r.text)
+
+
+def _big_instances(raw_rows, n: int) -> list[dict]:
+    """``n`` valid instances whose categories are long unseen strings: 10,000 take about 3 MB as a record."""
+    return [{**raw_rows[i % len(raw_rows)], "weekday": f"day-{i:05d}-" + "w" * 200} for i in range(n)]
+
+
+@pytest.mark.broker
+def test_a_10000_instance_request_reaches_kafka_whole_in_parts(models_dir, raw_rows, tmp_path, serve, wait_until,
+                                                              consume_parts):
+    from serving.limits import RequestLimits
+    from serving.protocol import bounded_protocol
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    instances = _big_instances(raw_rows, 10_000)
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        ensure_topic(broker.bootstrap_servers, "preds", partitions=3)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="preds",
+                            log_attribute_headers="X-Client")
+        with PredictionLogger(settings) as logger:
+            app = create_app(settings, ModelRegistry(models_dir), logger)
+            protocol = bounded_protocol(RequestLimits.from_settings(settings), app.state.metrics.rejections)
+            with serve(app, http=protocol) as base:
+                r = httpx.post(base + "/v1/models/bikeshare:predict", json={"instances": instances}, timeout=120,
+                               headers={"X-Request-Id": "ten-thousand", "X-Client": "batch-job"})
+            assert r.status_code == 200, r.text[:500]
+            wait_until(lambda: logger.stats().sent == 1, 60, "the record's parts to be acknowledged")
+            stats = logger.stats()
+        assert (stats.split, stats.send_errors) == (1, 0)
+        got = consume_parts(broker.bootstrap_servers, "preds")
+    parts = sorted((decode_record(m.value) for m in got), key=lambda p: p.part)
+    assert len(parts) >= 3 and [p.part for p in parts] == list(range(len(parts)))
+    assert all(len(m.value) <= settings.log_message_max_bytes - 1024 for m in got)
+    assert {m.key for m in got} == {b"ten-thousand"} and len({m.partition for m in got}) == 1  # one key, one partition
+    assert {p.request_id for p in parts} == {"ten-thousand"}
+    assert {tuple(p.attributes.items()) for p in parts} == {(("x-client", "batch-job"),)}
+    assert sum(p.rows for p in parts) == 10_000
+    assert [row for p in parts for row in p.instances()] == instances  # every row once, in order, as sent
+    assert [y for p in parts for y in p.outputs["prediction"]] == r.json()["predictions"]
+
+
+def test_an_instance_larger_than_a_kafka_message_is_refused_before_inference(models_dir, raw_rows):
+    logger = _logger(log_message_max_bytes=50_000)
+    try:
+        with _client(models_dir, logger) as c:
+            huge = {**raw_rows[0], "season": "s" * 60_000}  # a valid categorical value, but no message holds it
+            r = c.post("/v1/models/bikeshare:predict", json={"instances": [raw_rows[1], huge]})
+            assert r.status_code == 413, r.text[:300]
+            assert (r.json()["limit"], r.json()["max"], r.json()["field"]) == ("log_message_max_bytes", 50_000, "instances")
+            assert c.post("/v1/models/bikeshare:predict", json={"instances": raw_rows[:50]}).status_code == 200
+            wide = [{**row, "season": "s" * 40_000} for row in raw_rows[:5]]  # each fits alone: split, accepted
+            assert c.post("/v1/models/bikeshare:predict", json={"instances": wide}).status_code == 200
+        assert logger.stats().enqueued == 2
+    finally:
+        logger.close(timeout=0)

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from monitor.errors import RecordError
 from monitor.record import PredictionRecord, decode_record, encode_record
 from monitor.settings import Settings
 from serving.publisher import PredictionLogger, keep_in_sample
@@ -244,3 +245,48 @@ def test_a_lost_broker_failing_many_records_at_once_is_reported_once_not_per_rec
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "failed delivery" in m]) == 1  # the first failure; the burst is counted
     assert any("300 send errors" in m for m in messages)  # ... and totalled when the logger closes
+
+
+def _wide(i: int, rows: int, width: int) -> PredictionRecord:
+    return PredictionRecord(
+        model_name="bikeshare", model_version="20240101T000000Z", event_time=datetime(2012, 3, 1, tzinfo=timezone.utc),
+        request_id=f"wide-{i}", instances=tuple({"i": r, "s": "x" * width} for r in range(rows)),
+        predictions=tuple(float(r) for r in range(rows)),
+    )
+
+
+@pytest.mark.broker
+def test_records_over_the_message_limit_arrive_in_parts_and_a_row_that_cannot_fit_is_counted(tmp_path, wait_until,
+                                                                                             caplog):
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        ensure_topic(broker.bootstrap_servers, "parts", partitions=3)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="parts",
+                            log_message_max_bytes=20_000)
+        logger = PredictionLogger(settings)
+        with pytest.raises(RecordError) as info:
+            logger.encode(_wide(0, 1, 30_000))  # serving asks before it answers; this row fits no message
+        assert info.value.reason == "too_large"
+        with caplog.at_level("INFO", logger="serving.publisher"), logger:
+            assert logger.log(_wide(1, 400, 100))  # about 50 KB: three parts or more
+            assert logger.log(_wide(2, 1, 30_000))  # handed over anyway: counted, not sent, nothing stops
+            assert logger.log(_wide(3, 2, 10), parts=logger.encode(_wide(3, 2, 10)))  # encoded by the caller
+            wait_until(lambda: logger.stats().sent == 2, 30, "the two sendable records")
+            stats = logger.stats()
+            # Tansu answers DescribeConfigs with no entries: the configured limit stands
+            assert logger.max_message_bytes == 20_000
+        expected = len(logger.encode(_wide(1, 400, 100))) + 1
+        messages = _consume(broker.bootstrap_servers, "parts", expected)
+    assert (stats.split, stats.send_errors, stats.in_flight) == (1, 1, 0)  # the oversized row: counted, never sent
+    assert len(messages) == expected
+    assert any("reports no max.message.bytes" in r.getMessage() for r in caplog.records)
+    by_request: dict[str, list] = {}
+    for m in messages:
+        assert len(m.value) <= 20_000 - 1024 and m.key == decode_record(m.value).request_id.encode()
+        by_request.setdefault(decode_record(m.value).request_id, []).append(m)
+    assert set(by_request) == {"wide-1", "wide-3"}
+    parts = sorted((decode_record(m.value) for m in by_request["wide-1"]), key=lambda p: p.part)
+    assert len(parts) >= 3 and {p.parts for p in parts} == {len(parts)}
+    assert len({m.partition for m in by_request["wide-1"]}) == 1  # one key, one partition
+    assert [i for p in parts for i in p.columns["i"]] == list(range(400))

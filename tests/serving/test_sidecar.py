@@ -1,5 +1,6 @@
 """The sidecar proxy in front of real upstreams over real sockets (uvicorn in threads)."""
 
+import gzip
 import re
 import socket
 import subprocess
@@ -391,3 +392,212 @@ def test_a_request_body_over_the_logging_limit_is_too_large_even_when_the_respon
     assert r.status_code == 200 and r.content == b""
     assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="too_large") == 1
     assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="not_loggable") == 0
+
+
+# -- hostile input: limits, bombs, records that always fit, disconnects ------------------------------------
+
+
+class _Upstream:
+    """A predict upstream: one prediction per request instance (``width`` floats each), requests counted.
+
+    Under ``/bomb/`` (a sidecar whose upstream URL ends in ``/bomb``) it answers ``bomb``, gzip-encoded.
+    """
+
+    def __init__(self, *, width: int = 1, bomb: bytes = b"") -> None:
+        self.width, self.bomb, self.requests = width, bomb, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        self.requests += 1
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if scope["path"].startswith("/bomb/"):
+            headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip"),
+                       (b"content-length", str(len(self.bomb)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": self.bomb})
+            return
+        if (b"content-encoding", b"gzip") in scope["headers"]:  # forwarded as the client sent it
+            body = gzip.decompress(body)
+        n = len(orjson.loads(body)["instances"])
+        one = (lambda i: [i + j / 8 for j in range(self.width)]) if self.width > 1 else (lambda i: i + 0.5)
+        answer = orjson.dumps({"predictions": [one(i) for i in range(n)], "model_version": "7"})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """About 1 MB of gzip that inflates to 1 GiB of zeros."""
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join(z.compress(zeros) for _ in range(1024)) + z.flush()
+
+
+def _bounded_sidecar(upstream_url: str, logger: PredictionLogger, settings: Settings | None = None):
+    """The sidecar app and the uvicorn options build_sidecar_server gives it (protocol limits included)."""
+    from serving.limits import RejectionCounts, RequestLimits
+    from serving.protocol import bounded_protocol
+
+    settings = settings or Settings(kafka_bootstrap_servers=UNREACHABLE)
+    counts = RejectionCounts()
+    app = create_sidecar_app(upstream_url, logger, settings=settings, rejections=counts)
+    return app, {**PLAIN, "http": bounded_protocol(RequestLimits.from_settings(settings), counts), "log_config": None}
+
+
+def test_a_request_bomb_is_413_and_never_reaches_the_upstream(serve, gzip_bomb):
+    upstream = _Upstream()
+    logger = _logger()
+    try:
+        with serve(upstream, lifespan="off", **PLAIN) as up:
+            app, options = _bounded_sidecar(up, logger)
+            with serve(app, **options) as side, httpx.Client(timeout=60) as client:
+                headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+                bomb = client.post(side + "/v1/models/m:predict", content=gzip_bomb, headers=headers)
+                plain = client.post(side + "/v1/models/m:predict", content=gzip.compress(b'{"instances": [{"a": 1}]}'),
+                                    headers=headers)
+                metrics = client.get(side + "/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    assert bomb.status_code == 413 and bomb.json()["limit"] == "max_decompression_ratio"
+    assert plain.status_code == 200 and upstream.requests == 1  # only the ordinary compressed request went on
+    assert _metric(metrics, "skewwatch_sidecar_rejected_total", limit="max_decompression_ratio") == 1
+    assert _metric(metrics, "skewwatch_sidecar_requests_total", kind="predict", code="413") == 1
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="queued") == 1
+
+
+def _settled(client: httpx.Client, side: str, wait_until) -> str:
+    """The sidecar's metrics once the tee decided what became of the last exchange (after its response)."""
+    def text() -> str:
+        return client.get(side + "/_skewwatch/metrics").text
+
+    wait_until(lambda: sum(_metric(text(), "skewwatch_sidecar_records_total", outcome=o)
+                           for o in ("queued", "dropped", "not_loggable", "too_large", "incomplete")) >= 1,
+               30, "the tee to decide")
+    return text()
+
+
+def test_a_response_bomb_is_passed_through_unchanged_and_not_logged(serve, gzip_bomb, caplog, wait_until):
+    upstream = _Upstream(bomb=gzip_bomb)
+    logger = _logger()
+    try:
+        with serve(upstream, lifespan="off", **PLAIN) as up:
+            app, options = _bounded_sidecar(up + "/bomb", logger)
+            with serve(app, **options) as side, httpx.Client(timeout=60) as client, caplog.at_level("INFO"):
+                with client.stream("POST", side + "/v1/models/m:predict", json={"instances": [{"a": 1}]}) as r:
+                    raw = b"".join(r.iter_raw())  # as sent: not inflated here either
+                metrics = _settled(client, side, wait_until)
+    finally:
+        logger.close(timeout=0)
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip" and raw == gzip_bomb
+    assert _metric(metrics, "skewwatch_sidecar_records_total", outcome="too_large") == 1
+    assert _metric(metrics, "skewwatch_sidecar_over_limit_total", limit="max_decompression_ratio") == 1
+    assert logger.stats().enqueued == 0
+    assert [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"] == []
+
+
+def test_headers_and_bodies_over_the_limits_are_refused_by_the_sidecar(serve):
+    upstream = _Upstream()
+    logger = _logger()
+    try:
+        with serve(upstream, lifespan="off", **PLAIN) as up:
+            app, options = _bounded_sidecar(up, logger)
+            with serve(app, **options) as side, httpx.Client(timeout=60) as client:
+                big_header = client.get(side + "/v1/models", headers={"X-Big": "a" * (1 << 20)})
+                big_body = client.post(side + "/v1/models/m:predict", content=b" " * (9 << 20))
+                deep = client.post(side + "/v1/models/m:predict",
+                                   content=b'{"instances": [{"a": ' + b"[" * 40 + b"]" * 40 + b"}]}")
+                metrics = client.get(side + "/_skewwatch/metrics").text
+    finally:
+        logger.close(timeout=0)
+    assert big_header.status_code == 431 and big_header.json()["limit"] == "max_header_bytes"
+    assert big_body.status_code == 413 and big_body.json()["limit"] == "max_body_bytes"
+    assert deep.status_code == 413 and deep.json()["limit"] == "max_json_depth"
+    assert upstream.requests == 0
+    for limit in ("max_header_bytes", "max_body_bytes", "max_json_depth"):
+        assert _metric(metrics, "skewwatch_sidecar_rejected_total", limit=limit) == 1
+
+
+def test_a_client_that_leaves_mid_body_is_499_without_an_error_traceback(serve, caplog, wait_until):
+    upstream = _Upstream()
+    logger = _logger()
+    try:
+        with serve(upstream, lifespan="off", **PLAIN) as up:
+            app, options = _bounded_sidecar(up, logger)
+            with serve(app, **options) as side, caplog.at_level("INFO"):
+                host, port = side.removeprefix("http://").rsplit(":", 1)
+                with socket.create_connection((host, int(port))) as sock:
+                    sock.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inst")
+                wait_until(lambda: _metric(httpx.get(side + "/_skewwatch/metrics").text, "skewwatch_sidecar_requests_total",
+                                           kind="predict", code="499") == 1, 30, "the disconnect to be counted as 499")
+    finally:
+        logger.close(timeout=0)
+    assert upstream.requests == 0
+    assert [rec.getMessage() for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")] == []
+
+
+@pytest.mark.parametrize(
+    "request_body, headers, path, counter, label",
+    [
+        ({"instances": [{"a": 1}]}, {"X-Event-Time": "9999-12-31T23:59:59Z"}, "", "skewwatch_sidecar_not_loggable_total",
+         {"field": "X-Event-Time"}),
+        ({"instances": [{"a": 1}]}, {"X-Event-Time": "1970-01-01T00:00:00Z"}, "", "skewwatch_sidecar_not_loggable_total",
+         {"field": "X-Event-Time"}),
+        ({"instances": [{f"f{i}": 1} for i in range(3000)]}, {}, "", "skewwatch_sidecar_not_loggable_total",
+         {"field": "instances"}),  # 3,000 rows x 3,000 names: 9 million cells from 3,000 values
+        ({"instances": [{"a": 1}]}, {}, "/bomb", "skewwatch_sidecar_over_limit_total", {"limit": "max_json_depth"}),
+    ],
+)
+def test_exchanges_that_cannot_be_bounded_are_proxied_untouched_and_counted(serve, wait_until, request_body, headers,
+                                                                           path, counter, label):
+    deep = b'{"predictions": [' + b"[" * 300 + b"1" + b"]" * 300 + b"]}"  # deeper than orjson writes
+    upstream = _Upstream(bomb=gzip.compress(deep))
+    logger = _logger()
+    try:
+        with serve(upstream, lifespan="off", **PLAIN) as up:
+            app, options = _bounded_sidecar(up + path, logger)
+            with serve(app, **options) as side, httpx.Client(timeout=60) as client:
+                direct = client.post(up + path + "/v1/models/m:predict", json=request_body, headers=headers)
+                proxied = client.post(side + "/v1/models/m:predict", json=request_body, headers=headers)
+                metrics = _settled(client, side, wait_until)
+    finally:
+        logger.close(timeout=0)
+    assert proxied.status_code == 200 and proxied.content == direct.content
+    assert _metric(metrics, counter, **label) == 1
+    assert logger.stats().enqueued == 0
+
+
+@pytest.mark.broker
+def test_a_15_mb_exchange_reaches_kafka_whole_in_parts(serve, tmp_path, wait_until, consume_parts):
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+
+    instances = [{"id": i, "text": f"{i:06d} " + "t" * 480} for i in range(10_000)]  # 5 MB of request
+    upstream = _Upstream(width=125)  # 10,000 x 125 floats: 10 MB of response
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        ensure_topic(broker.bootstrap_servers, "tee", partitions=3)
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic="tee", log_attribute_headers="X-Region")
+        with PredictionLogger(settings) as logger, serve(upstream, lifespan="off", **PLAIN) as up:
+            app, options = _bounded_sidecar(up, logger, settings)
+            with serve(app, **options) as side:
+                r = httpx.post(side + "/v1/models/wide:predict", json={"instances": instances}, timeout=120,
+                               headers={"X-Request-Id": "fifteen", "X-Region": "eu-west"})
+                assert r.status_code == 200
+                assert 15_000_000 < len(orjson.dumps({"instances": instances})) + len(r.content) < 16 << 20
+                wait_until(lambda: logger.stats().sent == 1, 120, "the exchange's parts to be acknowledged")
+        assert logger.stats().send_errors == 0
+        got = consume_parts(broker.bootstrap_servers, "tee")
+    parts = sorted((decode_record(m.value) for m in got), key=lambda p: p.part)
+    assert len(parts) >= 15 and [p.part for p in parts] == list(range(len(parts)))
+    assert {p.request_id for p in parts} == {"fifteen"} and {m.key for m in got} == {b"fifteen"}
+    assert {p.attributes["x-region"] for p in parts} == {"eu-west"}
+    assert sum(p.rows for p in parts) == 10_000
+    assert [row for p in parts for row in p.instances()] == instances
+    predictions = r.json()["predictions"]
+    assert [p.outputs["prediction[124]"] for p in parts] and \
+        [y for p in parts for y in p.outputs["prediction[124]"]] == [row[124] for row in predictions]
