@@ -12,7 +12,7 @@ from monitor.api.schemas import Problem
 from monitor.timeutil import parse_instant
 
 __all__ = ["only", "Instant", "since_q", "until_q", "cursor_q", "WindowId", "NAME_MAX", "READ", "WRITE",
-           "name_q", "not_found"]
+           "name_q", "not_found", "as_json"]
 
 NAME_MAX = 256  # the store's NAME columns
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -73,6 +73,18 @@ WRITE: dict[int | str, dict[str, Any]] = {
     403: {**_PROBLEM, "description": "No API token is configured: changing endpoints are disabled."},
     413: {**_PROBLEM, "description": "The request body is too large."},
 }
+
+
+def as_json(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """Error responses stated as JSON explicitly, for routes whose own answer is HTML or text
+    (FastAPI would otherwise document them in the route's media type)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code, spec in responses.items():
+        spec = dict(spec)
+        if spec.pop("model", None) is not None:
+            spec["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        out[code] = spec
+    return out
 
 
 def not_found(what: str) -> HTTPException:

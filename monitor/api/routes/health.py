@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from monitor.api.context import Context
 from monitor.api.metrics import StoreCollector
-from monitor.api.routes.common import READ, only
+from monitor.api.routes.common import READ, as_json, only
 from monitor.api.schemas import _Out
 from monitor.api.security import Guards
 from monitor.errors import StoreError
@@ -68,8 +68,8 @@ def add_health_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         body = Ready(status="ready" if ready else "not ready", checks=checks)
         return body if ready else JSONResponse(status_code=503, content=body.model_dump())
 
-    @app.get("/metrics", tags=["health"], responses={**READ, 200: {"content": {CONTENT_TYPE_LATEST: {}},
-                                                                    "description": "Prometheus text format."}},
+    @app.get("/metrics", tags=["health"], responses=as_json({**READ, 200: {"content": {CONTENT_TYPE_LATEST: {}},
+                                                                            "description": "Prometheus text format."}}),
              response_class=Response, dependencies=[Depends(guards.read), Depends(only())])
     def metrics() -> Response:
         """Every latest score, the latest window of each stream, dead letters and firing alerts."""

@@ -15,7 +15,7 @@ from monitor.api.routes.common import NAME_MAX, READ, WRITE, not_found, only
 from monitor.api.schemas import Problem, WindowOut, _Out, window_out
 from monitor.api.security import Guards
 from monitor.api.tfdv_baselines import UploadError, check_upload, summarise_statistics
-from monitor.bundle import PREDICTION_SPEC, VERSION_PATTERN, Bundle
+from monitor.bundle import PREDICTION_SPEC, Bundle
 from monitor.config import MonitorConfig, ModelOverrides, parse_monitor_config
 from monitor.errors import ConfigError
 from monitor.report import QUANTILES
@@ -26,6 +26,7 @@ __all__ = ["add_model_routes", "effective_config"]
 
 ModelName = Path(min_length=1, max_length=NAME_MAX, description="A model name.")
 Version = Path(min_length=1, max_length=NAME_MAX, description="A model version (YYYYMMDDTHHMMSSZ).")
+BundleVersion = Path(pattern=r"^\d{8}T\d{6}Z$", description="A bundle version (YYYYMMDDTHHMMSSZ).")
 _NOT_FOUND = {404: {"model": Problem, "description": "No such model, version or baseline."}}
 
 
@@ -264,14 +265,12 @@ def add_model_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
 
     @app.put("/models/{model}/versions/{version}/baseline/tfdv", response_model=UploadedBaselineOut,
              responses={**WRITE, **_NOT_FOUND}, tags=["baselines"], dependencies=[*write, Depends(only())])
-    def upload_tfdv_baseline(body: TfdvUpload, model: str = ModelName, version: str = Version) -> UploadedBaselineOut:
+    def upload_tfdv_baseline(body: TfdvUpload, model: str = ModelName, version: str = BundleVersion
+                             ) -> UploadedBaselineOut:
         """Keep a TFDV statistics + schema pair as this version's baseline for the TFDV checks.
 
         The version must be a bundle version; the statistics must describe every feature of the bundle
         and the schema every feature of the statistics."""
-        if not VERSION_PATTERN.match(version):
-            raise RequestValidationError([{"loc": ("path", "version"), "msg": "not a version (YYYYMMDDTHHMMSSZ)",
-                                           "type": "value_error"}])
         bundle = ctx.bundles.get(model, version)
         if bundle is None:
             raise not_found(f"no bundle {model}/{version} under the models directory")

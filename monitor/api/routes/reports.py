@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from monitor.api.context import Context
 from monitor.api.reports import EVIDENTLY_JS_ROUTE, ReportBuilder, evidently_js, evidently_version
-from monitor.api.routes.common import READ, WindowId, only
+from monitor.api.routes.common import READ, WindowId, as_json, only
 from monitor.api.schemas import Problem
 from monitor.api.security import Guards
 
@@ -26,8 +26,8 @@ def add_report_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
 
     @app.get("/reports/{window_id}", response_class=HTMLResponse, tags=["reports"],
              dependencies=[Depends(guards.read), Depends(only())],
-             responses={**READ, 200: {"content": {"text/html": {}}, "description": "The report page."},
-                        404: {"model": Problem, "description": "No such window."}})
+             responses=as_json({**READ, 200: {"content": {"text/html": {}}, "description": "The report page."},
+                                404: {"model": Problem, "description": "No such window."}}))
     def report(window_id: WindowId) -> HTMLResponse:
         """The window's skewwatch scores, then Evidently's data drift and summary of its row sample against
         the bundle's training sample. Built on first request, then served from the cache."""
