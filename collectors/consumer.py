@@ -96,6 +96,7 @@ class PartialStage:
         self.stats = Statistics()
         self._wall = wall or (lambda: time.time_ns() // 1_000_000)
         self.partitions: dict[int, PartitionProcessor] = {}
+        self._revoked: set[int] = set()  # kept between a revoke and the next assignment, but silent
         self._committed: dict[int, int] = {}
         self._generation = 0  # bumped on every assignment: commits prepared before it are void
         self.counts: Counter[str] = Counter()
@@ -124,6 +125,7 @@ class PartialStage:
     def _on_assign(self, consumer, partitions) -> None:  # noqa: ANN001 - confluent types
         self._generation += 1
         mine = {tp.partition for tp in partitions}
+        self._revoked.clear()
         for p in list(self.partitions):
             if p not in mine:
                 log.info("partition %d moved to another collector: its open windows are left to the new owner", p)
@@ -154,6 +156,7 @@ class PartialStage:
         revoked = [tp.partition for tp in partitions]
         self._release(revoked)
         self._commit_now(consumer, revoked, timeout_s=3.0)
+        self._revoked.update(revoked)  # nothing is published or reported for them until reassigned
 
     def _release(self, partitions) -> None:  # noqa: ANN001
         now = self._wall()
@@ -166,9 +169,13 @@ class PartialStage:
 
     def _on_lost(self, consumer, partitions) -> None:  # noqa: ANN001
         for tp in partitions:
+            self._revoked.discard(tp.partition)
             self.partitions.pop(tp.partition, None)
             self._committed.pop(tp.partition, None)
         log.warning("partitions lost (session expired): %s", sorted(tp.partition for tp in partitions))
+
+    def _owned(self) -> list[tuple[int, PartitionProcessor]]:
+        return [(p, proc) for p, proc in self.partitions.items() if p not in self._revoked]
 
     # -- producing -----------------------------------------------------------------------------
     def _produce(self, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None,
@@ -220,12 +227,12 @@ class PartialStage:
         partition of the partials topic)."""
         s = self.settings
         now = self._wall()
-        for p, proc in self.partitions.items():
+        for p, proc in self._owned():
             for model, closed, idle, open_windows, late in proc.stream_reports(everything=everything):
                 msg = StreamMessage(self.topic, p, model, closed, idle, open_windows, late, now)
                 self._produce(s.partials_topic, encode_stream(msg), key=model.encode())
             health = self.stats.health(self.topic, p)
-            position = proc.position if proc.position is not None else -1
+            position = max(proc.position if proc.position is not None else -1, health.position)
             raw = encode_partition(PartitionMessage(self.topic, p, health.caught_up, position, now))
             for target in range(self._partials_partitions):
                 self._produce(s.partials_topic, raw, partition=target)
@@ -286,7 +293,7 @@ class PartialStage:
 
     def _tick(self, consumer) -> None:  # noqa: ANN001
         # caught-up state per partition drives idleness; an outage or a backlog is never idle
-        for p, proc in self.partitions.items():
+        for p, proc in self._owned():
             self._emit(p, proc.tick(caught_up=self.stats.health(self.topic, p).caught_up))
         now = time.monotonic()
         everything = now - self._last_full_report >= _FULL_REPORT_S
@@ -303,7 +310,7 @@ class PartialStage:
             if commits and generation == self._generation:
                 self._commit(consumer, commits)
         if not self._pending_commit:
-            states, commits = self._prepare(list(self.partitions))
+            states, commits = self._prepare([p for p, _ in self._owned()])
             if commits:
                 self._pending_commit = True
                 self._checkpointer.requests.put((self._generation, states, commits))
@@ -325,7 +332,7 @@ class PartialStage:
                             log.error("fatal consumer error: %s", err)
                         continue
                     proc = self.partitions.get(m.partition())
-                    if proc is None:  # a message of a partition revoked in between
+                    if proc is None or m.partition() in self._revoked:  # revoked in between
                         continue
                     kind, ts = m.timestamp()
                     self._emit(m.partition(), proc.add(m.value(), m.offset(), ts if kind != 0 else None))
@@ -336,8 +343,9 @@ class PartialStage:
                     self._tick(consumer)
         finally:
             try:
-                self._release(list(self.partitions))
-                self._commit_now(consumer, list(self.partitions), timeout_s=5.0)
+                owned = [p for p, _ in self._owned()]
+                self._release(owned)
+                self._commit_now(consumer, owned, timeout_s=5.0)
             finally:
                 self._checkpointer.requests.put(None)
                 consumer.close()  # leaves the group: the partitions move at once

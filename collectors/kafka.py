@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class PartitionHealth:
     caught_up: bool
     lag: int  # records the broker holds beyond the fetch position (a lower bound on Tansu)
-    position: int
+    position: int  # the consumer's fetch position (-1 unknown)
 
 
 class Statistics:
@@ -57,7 +57,8 @@ class Statistics:
                 position = max(nxt, app)
                 active = p.get("fetch_state") == "active" and int(p.get("leader", -1)) in up
                 caught = active and hi >= 0 and position >= 0 and position >= hi and int(p.get("fetchq_cnt", 0)) == 0
-                found[(topic, partition)] = PartitionHealth(caught, max(0, hi - max(app, 0)) if hi >= 0 else 0, app)
+                found[(topic, partition)] = PartitionHealth(caught, max(0, hi - max(position, 0)) if hi >= 0 else 0,
+                                                            position)
         with self._lock:
             self._partitions = found
             self._at = time.monotonic()

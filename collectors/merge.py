@@ -65,8 +65,10 @@ class MergeStage:
         self._streams: dict[tuple[int, str], StreamState] = {}
         self._late_pending: Counter[WindowKey] = Counter()
         self._input_partitions = 0
+        self._high_watermarks: dict[int, int] = {}  # input topic, queried by this stage itself
         self._dlq_state: dict[int, dict] = {}
         self._waiting: dict[str, str] = {}
+        self._waiting_logged = 0.0
         self.decided = 0
         self.failed = 0
 
@@ -97,13 +99,19 @@ class MergeStage:
         consumer.subscribe([s.partials_topic, s.dead_letter_topic], on_assign=on_assign)
         worker = threading.Thread(target=self._work, args=(stop,), name="skewwatch-merge", daemon=True)
         worker.start()
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers, "log_level": 3})
         paused = False
-        last_commit = last_meta = 0.0
+        last_commit = last_meta = last_hw = 0.0
         try:
             while not stop.is_set():
                 if time.monotonic() - last_meta > 30 or not self._input_partitions:
                     last_meta = time.monotonic()
                     self._input_partitions = topic_partitions(consumer, s.topic) or self._input_partitions
+                if time.monotonic() - last_hw >= 0.5:
+                    last_hw = time.monotonic()
+                    self._query_high_watermarks(admin)
                 for m in consumer.consume(num_messages=500, timeout=0.1):
                     if m.error() is not None:
                         self.counts["consume_errors"] += 1
@@ -126,6 +134,25 @@ class MergeStage:
             worker.join(timeout=30)
             self._commit(consumer, TopicPartition)
             consumer.close()
+
+    def _query_high_watermarks(self, admin) -> None:  # noqa: ANN001
+        """The input topic's high watermarks, from the broker: what verifies a collector's "caught up"."""
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        n = self._input_partitions
+        if n <= 0:
+            return
+        try:
+            futures = admin.list_offsets({TopicPartition(self.settings.topic, p): OffsetSpec.latest() for p in range(n)},
+                                         request_timeout=2)
+            found = {tp.partition: f.result().offset for tp, f in futures.items()}
+        except Exception as exc:  # noqa: BLE001 - broker away: no fresh evidence, so claims stop counting
+            self.counts["high_watermark_failures"] += 1
+            self._high_watermarks = {}
+            log.debug("cannot read the input topic's high watermarks: %s", exc)
+            return
+        self._high_watermarks = found
 
     def _commit(self, consumer, TopicPartition) -> None:  # noqa: ANN001, N803
         with self._processed_lock:
@@ -292,9 +319,9 @@ class MergeStage:
             series = (key.model, key.model_version, key.segment)
             if series in blocked:
                 continue
-            why = waiting_for(key.model, end_ms, partitions=self._input_partitions,
-                              partition_states=self._partitions_state, streams=self._streams, now_ms=now,
-                              fresh_ms=self.fresh_ms)
+            why = waiting_for(key.model, key.start_ms, end_ms, partitions=self._input_partitions,
+                              partition_states=self._partitions_state, streams=self._streams,
+                              high_watermarks=self._high_watermarks, now_ms=now, fresh_ms=self.fresh_ms)
             if why is not None:
                 blocked.add(series)
                 waiting[key.model] = why
@@ -304,6 +331,10 @@ class MergeStage:
                 self.decided += 1
             elif outcome.status == "failed":
                 self.failed += 1
+        if waiting and time.monotonic() - self._waiting_logged > 30:
+            for model, why in sorted(waiting.items()):
+                log.info("windows of %s wait: %s", model, why)
+            self._waiting_logged = time.monotonic()
         self._waiting = waiting
 
     @property

@@ -176,7 +176,7 @@ class PartitionProcessor:
         try:
             record = decode_record(raw)
         except RecordError as exc:
-            return [self._dead(offset, raw, DeadLetterReason(exc.reason), str(exc))]
+            return [self._dead(offset, raw, DeadLetterReason(exc.reason), str(exc), getattr(exc, "model", ""))]
         now = self._wall()
         produced = produced_ms if produced_ms is not None and produced_ms > 0 else now
         try:

@@ -303,6 +303,15 @@ def decode_record(data: bytes | str) -> LoggedRecord:
         raise _fail(f"not valid JSON ({exc})", None, DeadLetterReason.NOT_JSON) from None
     if not isinstance(obj, dict):
         raise _fail("a record must be a JSON object")
+    try:
+        return _validated(obj)
+    except RecordError as exc:
+        name = obj.get("model_name")
+        exc.model = name[:_MAX_NAME] if isinstance(name, str) else ""  # type: ignore[attr-defined]
+        raise
+
+
+def _validated(obj: dict[str, Any]) -> LoggedRecord:
     version = obj.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _fail("must be a positive integer", "schema_version")

@@ -63,8 +63,9 @@ def records(rows: list[dict[str, Any]], *, model: str, version: str, windows: in
     return out
 
 
-def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes, bytes]]) -> int:
-    """(key, value) messages to ``topic`` with Kafka's default partitioner; returns how many Kafka acknowledged."""
+def produce(bootstrap: str, topic: str, values: Iterable[tuple]) -> int:
+    """(key, value) messages to ``topic`` with Kafka's default partitioner, or (partition, key, value) to a
+    given partition; returns how many Kafka acknowledged."""
     from confluent_kafka import Producer
 
     acked = [0]
@@ -76,10 +77,13 @@ def produce(bootstrap: str, topic: str, values: Iterable[tuple[bytes, bytes]]) -
     p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 10,
                   "log_level": 3, "message.max.bytes": 32 << 20})
     n = 0
-    for key, value in values:
+    for item in values:
+        kwargs = {"key": item[-2], "value": item[-1], "on_delivery": done}
+        if len(item) == 3:
+            kwargs["partition"] = item[0]
         while True:
             try:
-                p.produce(topic, key=key, value=value, on_delivery=done)
+                p.produce(topic, **kwargs)
                 break
             except BufferError:
                 p.poll(0.05)
@@ -253,8 +257,13 @@ def window_table(store: Store) -> dict[tuple, dict[str, Any]]:
     """Everything a scenario compares, per window key: counts, and per feature the exact parts."""
     out = {}
     for w in store.list_windows(limit=100_000):
-        features, outputs = store.load_profiles(w.id)
         stats = {}
+        if w.status != "decided":
+            out[(w.model, w.model_version, w.segment, w.start_ms)] = {"status": w.status, "error": w.error, "rows": w.rows,
+                                                                      "records": w.records, "invalid": w.invalid_instances,
+                                                                      "duplicates": w.duplicate_records, "stats": {}}
+            continue
+        features, outputs = store.load_profiles(w.id)
         for name, profile in (("features", Profile.from_bytes(features)), ("outputs", Profile.from_bytes(outputs))):
             for feature, s in profile.features.items():
                 if hasattr(s, "mean"):

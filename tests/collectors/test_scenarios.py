@@ -117,3 +117,96 @@ def test_three_collectors_six_partitions_three_models_a_kill_and_a_fourth_joinin
         want = _reference(broker.bootstrap_servers, models, tmp_path, 18)
     _assert_same(got, want)
     assert all(w["rows"] == 2500 for w in got.values())
+
+
+def _consume_all(bootstrap, topic, *, expect, timeout=60):
+    """Every message of ``topic`` (value, headers) once ``expect`` have arrived."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from collectors.kafka import topic_partitions
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "log_level": 3})
+    n = topic_partitions(c, topic)
+    c.assign([TopicPartition(topic, p, 0) for p in range(n)])
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < expect and time.monotonic() < deadline:
+        for m in c.consume(500, 0.5):
+            if m.error() is None:
+                got.append((m.value(), dict(m.headers() or ())))
+    c.close()
+    return got
+
+
+def test_hostile_time_two_models_hours_apart_a_backlog_an_idle_partition_and_late_records(models, serving_rows, tmp_path):
+    """Windows exactly those of the valid records; nothing closed early; absurd and late records dead-lettered."""
+    import orjson
+
+    from monitor.record import encode_record
+    from monitor.timeutil import from_datetime
+    from tests.collectors.scenario import T0
+
+    alpha, beta = version_of(models, "alpha"), version_of(models, "beta")
+    five_hours = 5 * 3600
+    expected: dict[tuple, int] = {}
+
+    def batch(model, version, w, offset_s, n, tag, shift=0):
+        recs = records(serving_rows, model=model, version=version, windows=1, per_window=n, window_seconds=60,
+                       batch=5, start=T0 + (w * 60 + offset_s + shift) * __import__("datetime").timedelta(seconds=1),
+                       tag=tag, seed=w * 7 + len(tag))
+        return recs
+
+    backlog, live, hostile = [], [], []
+    for w in range(5):
+        for p in (1, 2):  # a 2-partition backlog, there before any collector runs
+            for r in batch("alpha", alpha, w, 0, 200, f"b{p}-"):
+                backlog.append((p, r))
+        for r in batch("alpha", alpha, w, 0, 300, "live-"):
+            live.append((0, r))
+        for r in batch("beta", beta, w, 0, 300, "beta-", shift=five_hours):  # the same partition, 5 hours later
+            live.append((0, r))
+    for p, r in backlog + live:
+        key = (r.model_name, r.model_version, from_datetime(r.event_time) // 60_000 * 60_000)
+        expected[key] = expected.get(key, 0) + len(r.instances)
+    live.sort(key=lambda pr: (pr[1].event_time - __import__("datetime").timedelta(
+        seconds=five_hours if pr[1].model_name == "beta" else 0)))
+    # late records for alpha's window 1: one inside the 10 s lateness, one far outside
+    late_inside = records(serving_rows, model="alpha", version=alpha, windows=1, per_window=5, window_seconds=60,
+                          batch=5, start=T0 + __import__("datetime").timedelta(seconds=61), tag="late-in-")[0]
+    late_outside = records(serving_rows, model="alpha", version=alpha, windows=1, per_window=5, window_seconds=60,
+                           batch=5, start=T0 + __import__("datetime").timedelta(seconds=62), tag="late-out-")[0]
+    w1 = (late_inside.model_name, alpha, from_datetime(T0) + 60_000)
+    expected[w1] += 5
+    msgs = [(p, r.request_id.encode(), encode_record(r)) for p, r in live]
+    cut_inside = next(i for i, (p, r) in enumerate(live) if r.model_name == "alpha"
+                      and from_datetime(r.event_time) >= from_datetime(T0) + 125_000)
+    cut_outside = next(i for i, (p, r) in enumerate(live) if r.model_name == "alpha"
+                       and from_datetime(r.event_time) >= from_datetime(T0) + 200_000)
+    msgs.insert(cut_outside, (0, b"late-out", encode_record(late_outside)))
+    msgs.insert(cut_inside, (0, b"late-in", encode_record(late_inside)))
+    for i, stamp in enumerate(["9999-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "1970-01-01T00:00:00Z",
+                               "0001-01-01T00:00:00+01:00"]):
+        bad = orjson.loads(encode_record(live[0][1]))
+        bad["event_time"], bad["request_id"] = stamp, f"absurd-{i}"
+        hostile.append(orjson.dumps(bad))
+        msgs.insert(len(msgs) // 5 * (i + 1), (0, f"absurd-{i}".encode(), hostile[-1]))
+    with EmbeddedBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, TOPIC, 4)  # partition 3 never gets a record: idle throughout
+        produce(broker.bootstrap_servers, TOPIC, [(p, r.request_id.encode(), encode_record(r)) for p, r in backlog])
+        d = Deployment(broker.bootstrap_servers, models, tmp_path / "state", "hostile",
+                       extra={"SKEWWATCH_ALLOWED_LATENESS_SECONDS": "10"})
+        d.add("collector").start()
+        produce(broker.bootstrap_servers, TOPIC, msgs)
+        wait_windows(d.state_dir, len(expected), timeout=240, deployment=d)
+        dead = _consume_all(broker.bootstrap_servers, "skewwatch.dead-letters", expect=5)
+        with d.store() as store:
+            windows = store.list_windows(limit=1000)
+            counts = {(c.reason, c.model): c.count for c in store.dead_letter_counts()}
+        d.stop_all()
+    got = {(w.model, w.model_version, w.start_ms): w.rows for w in windows}
+    assert got == expected  # every valid record in its window, nothing dropped, nothing early
+    assert {w.late_records for w in windows if (w.model, w.model_version, w.start_ms) == w1} == {2}  # 1 kept, 1 too late
+    reasons = sorted(h["skewwatch-reason"].decode() for _v, h in dead)
+    assert reasons == ["implausible_event_time"] * 4 + ["late"]
+    assert sorted(v for v, h in dead if h["skewwatch-reason"] == b"implausible_event_time") == sorted(hostile)
+    assert counts == {("implausible_event_time", "alpha"): 4, ("late", "alpha"): 1}
