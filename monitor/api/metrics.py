@@ -10,7 +10,8 @@ Scores are exported whether or not they alert. Names follow Prometheus' conventi
   ``skewwatch_finding_severity`` (0 ok, 1 warning, 2 critical)
   ``{model,model_version,segment,mode,family,feature,test}``: the latest finding of each score
   (``q_value`` is NaN for tests without a p-value);
-* ``skewwatch_window_end_timestamp_seconds``, ``skewwatch_window_rows``,
+* ``skewwatch_window_end_timestamp_seconds`` (event time), ``skewwatch_window_decided_timestamp_seconds``
+  (wall clock), ``skewwatch_window_rows``,
   ``skewwatch_window_{invalid_instances,late_records,duplicate_records}``,
   ``skewwatch_window_alerting_findings`` ``{model,model_version,segment}``: the latest window of
   each stream;
@@ -90,6 +91,8 @@ class StoreCollector:
         yield from (effect, floor, q_value, statistic, alerting, severity)
 
         end = gauge("skewwatch_window_end_timestamp_seconds", "End of the latest decided window (Unix time).", _STREAM)
+        decided = gauge("skewwatch_window_decided_timestamp_seconds",
+                        "When the latest window was decided (wall clock, Unix time).", _STREAM)
         rows = gauge("skewwatch_window_rows", "Rows folded into the latest window.", _STREAM)
         invalid = gauge("skewwatch_window_invalid_instances", "Invalid instances in the latest window.", _STREAM)
         late = gauge("skewwatch_window_late_records", "Late records counted in the latest window.", _STREAM)
@@ -98,12 +101,13 @@ class StoreCollector:
         for w in windows:
             key = [w.model, w.model_version, w.segment]
             end.add_metric(key, w.end_ms / 1000)
+            decided.add_metric(key, w.decided_at_ms / 1000)
             rows.add_metric(key, w.rows)
             invalid.add_metric(key, w.invalid_instances)
             late.add_metric(key, w.late_records)
             dupes.add_metric(key, w.duplicate_records)
             flagged.add_metric(key, w.alerting)
-        yield from (end, rows, invalid, late, dupes, flagged)
+        yield from (end, decided, rows, invalid, late, dupes, flagged)
 
         dead_total = CounterMetricFamily("skewwatch_dead_letters", "Records refused into the dead letters, by reason.",
                                          labels=["reason", "model"])
