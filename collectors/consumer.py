@@ -142,12 +142,27 @@ class PartialStage:
             except StoreError as exc:
                 self.counts["checkpoint_load_failures"] += 1
                 log.warning("partition %d: no checkpoint (store unavailable: %s); rebuilding from the commit", tp.partition, exc)
+            if checkpoint is not None and self._log_reset(consumer, tp.partition, checkpoint[0]):
+                log.warning("partition %d: the broker's log ends before the checkpoint (%d): it lost its data; "
+                            "starting over without the checkpoint", tp.partition, checkpoint[0])
+                checkpoint = None
             self.partitions[tp.partition] = PartitionProcessor(self.topic, tp.partition, self.timing, self.resolve,
                                                                wall=self._wall, checkpoint=checkpoint)
         consumer.assign(partitions)
         self.counts["rebalances"] += 1
         self._last_full_report = 0.0  # tell the merge stage everything about the new assignment at once
         log.info("partitions assigned: %s", sorted(mine))
+
+    def _log_reset(self, consumer, partition: int, position: int) -> bool:  # noqa: ANN001
+        from confluent_kafka import TopicPartition
+
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=5)
+        except Exception:  # noqa: BLE001 - cannot tell: keep the checkpoint
+            return False
+        # shorter than the checkpoint by more than one producer batch (Tansu's high watermark can
+        # under-report by the size of the last batch, librdkafka's batches hold at most 10,000)
+        return 0 <= high and high + 10_000 < position
 
     def _on_revoke(self, consumer, partitions) -> None:  # noqa: ANN001
         # Eager rebalancing revokes everything; keep the state (we may get the partitions back) but

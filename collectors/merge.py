@@ -15,7 +15,6 @@ topic is stored with the counts). Everything it needs after a restart is in the 
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -31,7 +30,7 @@ from collectors.readiness import waiting_for
 from monitor.errors import RecordError, StoreError
 from monitor.keys import ALL_TRAFFIC, WindowKey
 from monitor.settings import Settings
-from monitor.storage import DeadLetterCount, DeadLetterExample, PartialIn, PartialOutcome, PartitionState, Store, StreamState
+from monitor.storage import DeadLetterExample, PartialIn, PartialOutcome, PartitionState, Store, StreamState
 
 __all__ = ["MergeStage"]
 
@@ -66,7 +65,6 @@ class MergeStage:
         self._late_pending: Counter[WindowKey] = Counter()
         self._input_partitions = 0
         self._high_watermarks: dict[int, int] = {}  # input topic, queried by this stage itself
-        self._dlq_state: dict[int, dict] = {}
         self._waiting: dict[str, str] = {}
         self._waiting_logged = 0.0
         self.decided = 0
@@ -92,7 +90,6 @@ class MergeStage:
                         cp = None
                     if cp is not None:
                         tp.offset = cp[0]
-                        self._dlq_state[tp.partition] = json.loads(cp[1])
             c.assign(partitions)
             log.info("merge stage assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
 
@@ -285,31 +282,24 @@ class MergeStage:
             self._late_pending[key] += n
 
     def _count_dead_letters(self, partition: int, items) -> None:  # noqa: ANN001
-        state = self._dlq_state.setdefault(partition, {"source_max": {}})
-        seen = state["source_max"]
-        counts: Counter[tuple[str, str]] = Counter()
-        examples = []
+        """Count dead letters exactly once: by their identity in the source topic, with this consumer's
+        position saved in the same transaction."""
         now = self._wall()
-        for offset, value, headers in items:
-            reason = _header(headers, "skewwatch-reason") or "unknown"
-            model = _header(headers, "skewwatch-model")
-            source = f"{_header(headers, 'skewwatch-source-topic')}:{_header(headers, 'skewwatch-source-partition')}"
+        letters = []
+        for _offset, _value, headers in items:
             try:
+                source_partition = int(_header(headers, "skewwatch-source-partition"))
                 source_offset = int(_header(headers, "skewwatch-source-offset"))
             except ValueError:
-                source_offset = -1
-            if source_offset >= 0 and source_offset <= seen.get(source, -1):
-                self.counts["dead_letters_seen_again"] += 1  # a collector re-read its partition after a restart
-                continue
-            seen[source] = max(seen.get(source, -1), source_offset)
-            counts[(reason, model)] += 1
-            topic, _, src_partition = source.partition(":")
-            examples.append(DeadLetterExample(reason, model, topic, int(src_partition or -1), source_offset,
-                                              _header(headers, "skewwatch-error"), now))
+                source_partition = source_offset = -1
+            letters.append(DeadLetterExample(_header(headers, "skewwatch-reason") or "unknown",
+                                             _header(headers, "skewwatch-model"),
+                                             _header(headers, "skewwatch-source-topic"), source_partition,
+                                             source_offset, _header(headers, "skewwatch-error"), now))
         last = max(o for o, _v, _h in items)
-        self.store.count_dead_letters([DeadLetterCount(r, m, n, now) for (r, m), n in counts.items()], examples[-50:],
-                                      cursor=(self.settings.dead_letter_topic, partition, last + 1, json.dumps(state)))
-        self.counts["dead_letters_counted"] += sum(counts.values())
+        fresh = self.store.count_dead_letters(letters, cursor=(self.settings.dead_letter_topic, partition, last + 1, "{}"))
+        self.counts["dead_letters_counted"] += fresh
+        self.counts["dead_letters_seen_again"] += len(letters) - fresh
 
     def _decide_ready(self) -> None:
         now = self._wall()

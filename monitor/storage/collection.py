@@ -42,7 +42,7 @@ class DeadLetterCount(NamedTuple):
     reason: str
     model: str  # "" when the record names none
     count: int
-    last_ms: int
+    last_ms: int  # when the last one was counted
 
 
 class DeadLetterExample(NamedTuple):
@@ -168,42 +168,66 @@ class CollectionStore:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    def count_dead_letters(self, counts: Sequence[DeadLetterCount], examples: Sequence[DeadLetterExample] = (),
-                           *, keep_examples: int = 50, cursor: tuple[str, int, int, str] | None = None) -> None:
-        """Add to the counts per (reason, model) and keep the newest ``keep_examples`` examples per reason.
+    def count_dead_letters(self, letters: Sequence[DeadLetterExample], *, keep_examples: int = 50,
+                           cursor: tuple[str, int, int, str] | None = None) -> int:
+        """Count dead letters by (reason, model), each identity (source topic, partition, offset) once,
+        and keep the newest ``keep_examples`` per reason. Returns how many were new.
 
         ``cursor`` = (dead-letter topic, partition, next offset, state JSON): the counting consumer's
-        position, saved in the same transaction, so every dead letter is counted exactly once.
+        position, saved in the same transaction.
         """
-        if not counts and not examples and cursor is None:
-            return
+        if not letters and cursor is None:
+            return 0
+        now = self.now()  # type: ignore[attr-defined]
         with self.write("counting dead letters") as conn:  # type: ignore[attr-defined]
             if cursor is not None:
                 topic, partition, position, state = cursor
                 upsert(conn, t.collector_checkpoints, [{"source_topic": topic, "source_partition": partition,
-                                                        "position": position, "state": state,
-                                                        "saved_ms": self.now()}],  # type: ignore[attr-defined]
+                                                        "position": position, "state": state, "saved_ms": now}],
                        keys=("source_topic", "source_partition"), update=("position", "state", "saved_ms"))
+            fresh: list[DeadLetterExample] = []
+            seen = t.dead_letter_seen.c
+            for letter in letters:
+                if letter.offset >= 0:
+                    hit = conn.execute(select(seen.seen_ms).where(
+                        seen.source_topic == letter.topic, seen.source_partition == letter.partition,
+                        seen.source_offset == letter.offset)).first()
+                    if hit is not None:
+                        continue
+                    conn.execute(insert(t.dead_letter_seen).values(source_topic=letter.topic,
+                                                                   source_partition=letter.partition,
+                                                                   source_offset=letter.offset, seen_ms=now))
+                fresh.append(letter)
+            counts: dict[tuple[str, str], int] = {}
+            for letter in fresh:
+                counts[(letter.reason, letter.model)] = counts.get((letter.reason, letter.model), 0) + 1
             c = t.dead_letters.c
-            for reason, model, n, last in counts:
+            for (reason, model), n in counts.items():
                 found = conn.execute(select(c.count).where(c.reason == reason, c.model == model)).first()
                 if found is None:
-                    conn.execute(insert(t.dead_letters).values(reason=reason, model=model, count=n, last_ms=last))
+                    conn.execute(insert(t.dead_letters).values(reason=reason, model=model, count=n, last_ms=now))
                 else:
                     conn.execute(t.dead_letters.update().where(c.reason == reason, c.model == model)
-                                 .values(count=c.count + n, last_ms=func.max(c.last_ms, last)
-                                         if conn.dialect.name == "sqlite" else func.greatest(c.last_ms, last)))
-            if examples:
+                                 .values(count=c.count + n, last_ms=now))
+            newest: dict[str, list[DeadLetterExample]] = {}
+            for letter in fresh:
+                newest.setdefault(letter.reason, []).append(letter)
+            e = t.dead_letter_examples.c
+            for reason, items in newest.items():
                 conn.execute(insert(t.dead_letter_examples), [
-                    {"reason": e.reason, "model": e.model, "source_topic": e.topic, "source_partition": e.partition,
-                     "source_offset": e.offset, "detail": e.detail[:2000], "received_ms": e.received_ms}
-                    for e in examples])
-                e = t.dead_letter_examples.c
-                for reason in {x.reason for x in examples}:
-                    cutoff = conn.execute(select(e.id).where(e.reason == reason).order_by(e.id.desc())
-                                          .offset(keep_examples).limit(1)).scalar()
-                    if cutoff is not None:
-                        conn.execute(delete(t.dead_letter_examples).where(e.reason == reason, e.id <= cutoff))
+                    {"reason": x.reason, "model": x.model, "source_topic": x.topic, "source_partition": x.partition,
+                     "source_offset": x.offset, "detail": x.detail[:2000], "received_ms": x.received_ms}
+                    for x in items[-keep_examples:]])
+                cutoff = conn.execute(select(e.id).where(e.reason == reason).order_by(e.id.desc())
+                                      .offset(keep_examples).limit(1)).scalar()
+                if cutoff is not None:
+                    conn.execute(delete(t.dead_letter_examples).where(e.reason == reason, e.id <= cutoff))
+        return len(fresh)
+
+    def forget_dead_letter_identities(self, before_ms: int) -> int:
+        """Drop counted identities older than ``before_ms`` (a collector re-reads minutes, not days, after a crash)."""
+        with self.write("pruning dead-letter identities") as conn:  # type: ignore[attr-defined]
+            return conn.execute(delete(t.dead_letter_seen).where(t.dead_letter_seen.c.seen_ms < before_ms)).rowcount
 
     def dead_letter_counts(self) -> list[DeadLetterCount]:
         c = t.dead_letters.c

@@ -213,6 +213,16 @@ dead_letters = Table(
     Column("last_ms", BigInteger, nullable=False),
 )
 
+dead_letter_seen = Table(  # identities already counted: a dead letter produced twice counts once
+    "dead_letter_seen",
+    metadata,
+    Column("source_topic", String(NAME), primary_key=True),
+    Column("source_partition", Integer, primary_key=True),
+    Column("source_offset", BigInteger, primary_key=True),
+    Column("seen_ms", BigInteger, nullable=False),
+    Index(None, "seen_ms"),
+)
+
 dead_letter_examples = Table(
     "dead_letter_examples",
     metadata,

@@ -210,3 +210,86 @@ def test_hostile_time_two_models_hours_apart_a_backlog_an_idle_partition_and_lat
     assert reasons == ["implausible_event_time"] * 4 + ["late"]
     assert sorted(v for v, h in dead if h["skewwatch-reason"] == b"implausible_event_time") == sorted(hostile)
     assert counts == {("implausible_event_time", "alpha"): 4, ("late", "alpha"): 1}
+
+
+def _bad_messages(rng, valid_template, n):
+    """``n`` unusable messages of every dead-letter reason, each unique, with the reason it must get."""
+    import orjson
+
+    base = orjson.loads(valid_template)
+    out = []
+    makers = [
+        ("not_utf8", lambda i: b"\xff\xfe" + str(i).encode()),
+        ("not_json", lambda i: b"{not json " + str(i).encode()),
+        ("invalid", lambda i: orjson.dumps({**base, "request_id": f"x{i}", "columns": {"temp": [1.0] * 7}})),
+        ("invalid", lambda i: orjson.dumps({k: v for k, v in {**base, "request_id": f"y{i}"}.items() if k != "model_name"})),
+        ("invalid", lambda i: orjson.dumps({**base, "request_id": f"z{i}", "part": 3, "parts": 2})),
+        ("invalid", lambda i: orjson.dumps([i])),
+        ("newer_schema", lambda i: orjson.dumps({**base, "request_id": f"n{i}", "schema_version": 99})),
+        ("implausible_event_time", lambda i: orjson.dumps({**base, "request_id": f"t{i}", "event_time": rng.choice(
+            ["9999-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+             "yesterday"])})),
+        ("unknown_model", lambda i: orjson.dumps({**base, "request_id": f"m{i}", "model_name": f"ghost-{i}"})),
+        ("unknown_version", lambda i: orjson.dumps({**base, "request_id": f"v{i}", "model_version": "19990101T000000Z"})),
+        ("too_large", lambda i: b'{"padding": "' + b"x" * 30_000 + str(i).encode() + b'"}'),
+    ]
+    for i in range(n):
+        reason, make = makers[i % len(makers)]
+        out.append((reason, make(i)))
+    return out
+
+
+def test_a_fuzz_stream_of_10k_bad_messages_among_valid_ones(models, serving_rows, tmp_path):
+    """No crash; windows equal to those of the valid records alone; every bad message dead-lettered with its reason."""
+    from monitor.record import encode_record
+
+    rng = random.Random(5)
+    version = version_of(models, "alpha")
+    valid = records(serving_rows, model="alpha", version=version, windows=5, per_window=2000, window_seconds=60,
+                    batch=1, seed=3)
+    valid_msgs = encoded(valid)
+    bad = _bad_messages(rng, encode_record(valid[0]), 10_000)
+    # late and far-ahead records: valid JSON a collector must still refuse, once the stream has moved on
+    late = records(serving_rows, model="alpha", version=version, windows=1, per_window=200, window_seconds=60,
+                   batch=1, tag="late-", seed=4)
+    ahead = [r for i, r in enumerate(records(serving_rows, model="alpha", version=version, windows=1, per_window=200,
+                                             window_seconds=60, batch=1, tag="ahead-", seed=6))]
+    ahead = [type(r)(r.model_name, r.model_version, r.event_time + __import__("datetime").timedelta(days=2 + 3 * i),
+                     r.request_id, r.instances, r.predictions) for i, r in enumerate(ahead)]
+    mixed = list(valid_msgs)
+    for reason, value in bad:
+        mixed.insert(rng.randrange(len(mixed) + 1), (f"bad-{rng.random()}".encode(), value))
+    half = len(mixed) // 2
+    for r in late:
+        mixed.insert(rng.randrange(half, len(mixed)), (r.request_id.encode(), encode_record(r)))
+    for r in ahead:
+        mixed.insert(rng.randrange(len(mixed) // 4, half), (r.request_id.encode(), encode_record(r)))
+    expected_reasons = sorted([reason for reason, _ in bad] + ["late"] * len(late) + ["event_time_jump"] * len(ahead))
+    with EmbeddedBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, TOPIC, 4)
+        ensure_topic(broker.bootstrap_servers, "clean", 4)
+        extra = {"SKEWWATCH_MAX_RECORD_BYTES": "20000", "SKEWWATCH_LOG_LEVEL": "WARNING"}
+        fuzz = Deployment(broker.bootstrap_servers, models, tmp_path / "fuzz-state", "fuzz", extra=extra)
+        clean = Deployment(broker.bootstrap_servers, models, tmp_path / "clean-state", "clean",
+                           extra={**extra, "SKEWWATCH_TOPIC": "clean", "SKEWWATCH_PARTIALS_TOPIC": "clean.partials",
+                                  "SKEWWATCH_DEAD_LETTER_TOPIC": "clean.dead"})
+        fuzz.add("fuzz").start()
+        clean.add("clean").start()
+        produce(broker.bootstrap_servers, TOPIC, mixed)
+        produce(broker.bootstrap_servers, "clean", valid_msgs)
+        wait_windows(clean.state_dir, 5, timeout=240, deployment=clean)
+        wait_windows(fuzz.state_dir, 5, timeout=240, deployment=fuzz)
+        dead = _consume_all(broker.bootstrap_servers, "skewwatch.dead-letters", expect=len(expected_reasons), timeout=120)
+        for d in (fuzz, clean):
+            assert all(p.alive for p in d.processes), d.logs()  # no crash, on any input
+        with fuzz.store() as s1, clean.store() as s2:
+            got, want = window_table(s1), window_table(s2)
+            counts = sum(c.count for c in s1.dead_letter_counts())
+        fuzz.stop_all()
+        clean.stop_all()
+    _assert_same(got, want)
+    assert sorted(h["skewwatch-reason"].decode() for _v, h in dead) == expected_reasons
+    by_value = {v: h["skewwatch-reason"].decode() for v, h in dead}
+    assert all(by_value[value] == reason for reason, value in bad)  # unchanged, with its own reason
+    assert all(h["skewwatch-source-topic"] == TOPIC.encode() for _v, h in dead)
+    assert counts == len(expected_reasons)

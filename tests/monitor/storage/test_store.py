@@ -14,7 +14,6 @@ from monitor.decide import Finding
 from monitor.errors import StoreError
 from monitor.keys import WindowKey
 from monitor.storage import (
-    DeadLetterCount,
     DeadLetterExample,
     FindingIn,
     PartialIn,
@@ -160,13 +159,15 @@ def test_checkpoints_round_trip(store):
     assert store.load_checkpoint("t", 4) == (7, "{}")
 
 
-def test_dead_letters_count_and_keep_recent_examples(store):
-    store.count_dead_letters([DeadLetterCount("late", "bikeshare", 3, 5)],
-                             [DeadLetterExample("late", "bikeshare", "t", 0, i, f"#{i}", i) for i in range(8)],
-                             keep_examples=5)
-    store.count_dead_letters([DeadLetterCount("late", "bikeshare", 2, 4), DeadLetterCount("not_json", "", 1, 9)])
-    assert store.dead_letter_counts() == [DeadLetterCount("late", "bikeshare", 5, 5), DeadLetterCount("not_json", "", 1, 9)]
+def test_dead_letters_count_each_identity_once_and_keep_recent_examples(store):
+    letters = [DeadLetterExample("late", "bikeshare", "t", 0, i, f"#{i}", i) for i in range(8)]
+    assert store.count_dead_letters(letters, keep_examples=5) == 8
+    # the same dead letters again (a collector re-read its partition after a crash), in another order
+    assert store.count_dead_letters(letters[::-1] + [DeadLetterExample("not_json", "", "t", 1, 3, "x", 9)]) == 1
+    counts = {(c.reason, c.model): c.count for c in store.dead_letter_counts()}
+    assert counts == {("late", "bikeshare"): 8, ("not_json", ""): 1}
     assert [e.offset for e in store.dead_letter_examples("late")] == [7, 6, 5, 4, 3]
+    assert store.forget_dead_letter_identities(before_ms=store.now() + 1) == 9
 
 
 def test_a_failed_window_is_kept_with_its_error_and_not_retried(store):
