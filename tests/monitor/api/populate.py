@@ -21,7 +21,7 @@ from monitor.config import MonitorConfig
 from monitor.evaluate import evaluate
 from monitor.keys import WindowKey
 from monitor.stats import Profile
-from monitor.storage import DeadLetterCount, DeadLetterExample, FindingIn, WindowCounts, WindowDecision
+from monitor.storage import DeadLetterExample, FindingIn, WindowCounts, WindowDecision
 
 T0_MS = 1_330_588_800_000  # 2012-03-01T08:00:00Z
 STEP_MS = 300_000
@@ -105,9 +105,9 @@ def populate(store, bundle: Bundle, data_path, *, windows: int = 6, rows: int = 
         ids.append(wid)
         previous = (wid, features, outputs)
     store.count_dead_letters(
-        [DeadLetterCount("not_json", "", 3, T0_MS), DeadLetterCount("schema", bundle.model_name, 2, T0_MS + STEP_MS)],
-        [DeadLetterExample("not_json", "", "skewwatch.predictions", 0, 17, "x" * 5000, T0_MS),
-         DeadLetterExample("schema", bundle.model_name, "skewwatch.predictions", 1, 4, "temp: expected a number",
-                           T0_MS + STEP_MS)])
+        [DeadLetterExample("not_json", "", "skewwatch.predictions", 0, 17 + i, "x" * 5000 if i == 0 else "{oops", T0_MS)
+         for i in range(3)]
+        + [DeadLetterExample("schema", bundle.model_name, "skewwatch.predictions", 1, 4 + i, "temp: expected a number",
+                             T0_MS + STEP_MS) for i in range(2)])
     return Populated(model=bundle.model_name, version=bundle.model_version, window_ids=ids,
                      buggy_ids=ids[bug_from:], features=tuple(names))
