@@ -21,6 +21,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from sqlalchemy.engine import Connection
+
 from alerts.grouping import FlushPlan, plan_flush, schedule_after_change
 from alerts.lifecycle import Evaluation, WindowInfo, evaluate
 from alerts.receivers import Receivers, RenderContext
@@ -44,7 +46,6 @@ from monitor.storage.alerting import (
     update_group,
     write_alerts,
 )
-from sqlalchemy.engine import Connection
 from monitor.storage.windows import DecisionTx
 
 __all__ = ["AlertEngine", "FlushResult"]

@@ -16,7 +16,7 @@ from monitor.storage import Store
 from tests.alerts.helpers import config, decide, finding, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-LEASE_S = 3.0
+LEASE_S = 2.0
 
 
 def start_sender(url: str, document: dict) -> subprocess.Popen:

@@ -17,7 +17,7 @@ from alerts import AlertEngine, RateLimiter, Sender, build_sender
 from monitor.settings import Settings
 from monitor.storage import Store
 from tests.alerts.contracts import check_pagerduty, check_slack, check_webhook_v4
-from tests.alerts.helpers import HttpReceiver, config, decide, finding, receivers_for, wait_for
+from tests.alerts.helpers import config, decide, finding, receivers_for, wait_for
 
 KEY = "PDKEY-abcdefabcdefabcdefabcdef0123"
 SLACK = "/services/T0001/B0001/SLACKSECRET123"
