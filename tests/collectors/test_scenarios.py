@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from datetime import timedelta
 import sys
 import textwrap
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from skewwatch.broker import EmbeddedBroker, ensure_topic
 from tests.collectors.scenario import (
+    T0,
     Deployment,
     SteadyProducer,
     clone_models,
@@ -144,7 +146,6 @@ def test_hostile_time_two_models_hours_apart_a_backlog_an_idle_partition_and_lat
 
     from monitor.record import encode_record
     from monitor.timeutil import from_datetime
-    from tests.collectors.scenario import T0
 
     alpha, beta = version_of(models, "alpha"), version_of(models, "beta")
     five_hours = 5 * 3600
@@ -152,7 +153,7 @@ def test_hostile_time_two_models_hours_apart_a_backlog_an_idle_partition_and_lat
 
     def batch(model, version, w, offset_s, n, tag, shift=0):
         recs = records(serving_rows, model=model, version=version, windows=1, per_window=n, window_seconds=60,
-                       batch=5, start=T0 + (w * 60 + offset_s + shift) * __import__("datetime").timedelta(seconds=1),
+                       batch=5, start=T0 + (w * 60 + offset_s + shift) * timedelta(seconds=1),
                        tag=tag, seed=w * 7 + len(tag))
         return recs
 
@@ -168,13 +169,13 @@ def test_hostile_time_two_models_hours_apart_a_backlog_an_idle_partition_and_lat
     for p, r in backlog + live:
         key = (r.model_name, r.model_version, from_datetime(r.event_time) // 60_000 * 60_000)
         expected[key] = expected.get(key, 0) + len(r.instances)
-    live.sort(key=lambda pr: (pr[1].event_time - __import__("datetime").timedelta(
+    live.sort(key=lambda pr: (pr[1].event_time - timedelta(
         seconds=five_hours if pr[1].model_name == "beta" else 0)))
     # late records for alpha's window 1: one inside the 10 s lateness, one far outside
     late_inside = records(serving_rows, model="alpha", version=alpha, windows=1, per_window=5, window_seconds=60,
-                          batch=5, start=T0 + __import__("datetime").timedelta(seconds=61), tag="late-in-")[0]
+                          batch=5, start=T0 + timedelta(seconds=61), tag="late-in-")[0]
     late_outside = records(serving_rows, model="alpha", version=alpha, windows=1, per_window=5, window_seconds=60,
-                           batch=5, start=T0 + __import__("datetime").timedelta(seconds=62), tag="late-out-")[0]
+                           batch=5, start=T0 + timedelta(seconds=62), tag="late-out-")[0]
     w1 = (late_inside.model_name, alpha, from_datetime(T0) + 60_000)
     expected[w1] += 5
     msgs = [(p, r.request_id.encode(), encode_record(r)) for p, r in live]
@@ -254,7 +255,7 @@ def test_a_fuzz_stream_of_10k_bad_messages_among_valid_ones(models, serving_rows
                    batch=1, tag="late-", seed=4)
     ahead = [r for i, r in enumerate(records(serving_rows, model="alpha", version=version, windows=1, per_window=200,
                                              window_seconds=60, batch=1, tag="ahead-", seed=6))]
-    ahead = [type(r)(r.model_name, r.model_version, r.event_time + __import__("datetime").timedelta(days=2 + 3 * i),
+    ahead = [type(r)(r.model_name, r.model_version, r.event_time + timedelta(days=2 + 3 * i),
                      r.request_id, r.instances, r.predictions) for i, r in enumerate(ahead)]
     mixed = list(valid_msgs)
     for reason, value in bad:
@@ -293,3 +294,58 @@ def test_a_fuzz_stream_of_10k_bad_messages_among_valid_ones(models, serving_rows
     assert all(by_value[value] == reason for reason, value in bad)  # unchanged, with its own reason
     assert all(h["skewwatch-source-topic"] == TOPIC.encode() for _v, h in dead)
     assert counts == len(expected_reasons)
+
+
+def test_a_store_locked_for_30s_then_the_broker_stopped_for_20s(models, serving_rows, tmp_path):
+    """The collector stays up and in its group through a locked store (decisions and checkpoints wait
+    longer than max.poll.interval) and a broker restart (commits fail, the log is gone); every window
+    of the traffic before and after is stored whole."""
+    version = version_of(models, "alpha")
+    before = records(serving_rows, model="alpha", version=version, windows=6, per_window=1000, window_seconds=60,
+                     batch=5, seed=21)
+    after = records(serving_rows, model="alpha", version=version, windows=4, per_window=1000, window_seconds=60,
+                    batch=5, seed=22, start=T0 + timedelta(minutes=10), tag="after-")
+    from monitor.storage import Store
+    from skewwatch.broker import free_port
+
+    port = free_port()
+    broker = EmbeddedBroker(port=port).start()
+    try:
+        ensure_topic(broker.bootstrap_servers, TOPIC, 3)
+        d = Deployment(broker.bootstrap_servers, models, tmp_path / "state", "outage",
+                       extra={"SKEWWATCH_STORE_BUSY_TIMEOUT_SECONDS": "2", "SKEWWATCH_COLLECTOR_METRICS_PORT": str(free_port())})
+        proc = d.add("collector").start()
+        Store(f"sqlite:///{d.state_dir / 'skewwatch.sqlite3'}").close()  # the schema exists before the lock
+        traffic = SteadyProducer(broker.bootstrap_servers, TOPIC, encoded(before), seconds=20).start()
+        time.sleep(4)
+        holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import sqlite3, time
+            conn = sqlite3.connect({str(d.state_dir / 'skewwatch.sqlite3')!r}, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            print("locked", flush=True)
+            time.sleep(30)
+            conn.execute("ROLLBACK")
+        """)], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "locked"
+        assert traffic.join() == len(before)
+        holder.wait(60)
+        wait_windows(d.state_dir, 6, timeout=120, deployment=d)
+        assert proc.alive, d.logs()
+        broker.stop()
+        time.sleep(20)
+        assert proc.alive, d.logs()
+        broker = EmbeddedBroker(port=port).start()  # memory storage: the topics and offsets are gone
+        ensure_topic(broker.bootstrap_servers, TOPIC, 3)
+        produce(broker.bootstrap_servers, TOPIC, encoded(after))
+        wait_windows(d.state_dir, 10, timeout=180, deployment=d)
+        assert proc.alive, d.logs()
+        log = proc.log_path.read_text()
+        d.stop_all()
+    finally:
+        broker.stop()
+    with d.store() as store:
+        windows = store.list_windows(limit=100)
+    assert sorted(w.rows for w in windows) == [1000] * 10
+    assert all(w.status == "decided" for w in windows)
+    assert "store unavailable" in log  # the lock was felt, and survived
+    assert "Traceback" not in log
