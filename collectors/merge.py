@@ -49,13 +49,15 @@ def _header(headers, name: str) -> str:  # noqa: ANN001
 
 class MergeStage:
     def __init__(self, settings: Settings, *, store: Store, decider: WindowDecider,
-                 wall: Callable[[], int] | None = None, fresh_ms: int = 3000) -> None:
+                 wall: Callable[[], int] | None = None, fresh_ms: int = 3000,
+                 on_decided: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.decider = decider
         self.group = settings.merge_consumer_group or f"{settings.consumer_group}-merge"
         self._wall = wall or (lambda: time.time_ns() // 1_000_000)
         self.fresh_ms = fresh_ms  # partitions report every second (collectors.consumer)
+        self._on_decided = on_decided  # e.g. the alert sender's wake-up
         self.counts: Counter[str] = Counter()
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE)
         self._processed: dict[tuple[str, int], int] = {}
@@ -319,6 +321,8 @@ class MergeStage:
             outcome = self.decider.decide(key, extra_late=self._late_pending.pop(key, 0))
             if outcome.status == "decided":
                 self.decided += 1
+                if self._on_decided is not None:
+                    self._on_decided()
             elif outcome.status == "failed":
                 self.failed += 1
         if waiting and time.monotonic() - self._waiting_logged > 30:

@@ -18,20 +18,18 @@ conventions (``_total`` counters, base units, labels rather than names):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector as _PromCollector
 
-if TYPE_CHECKING:
-    from skewwatch.wiring import Collector
-
 __all__ = ["CollectorMetrics", "serve_metrics"]
 
 
 class CollectorMetrics(_PromCollector):
-    def __init__(self, collector: "Collector") -> None:
+    def __init__(self, collector: Any) -> None:
+        """``collector``: a ``skewwatch.wiring.Collector`` (its ``partial_stage``, ``merge_stage`` and ``sender``)."""
         self._collector = collector
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -95,9 +93,17 @@ class CollectorMetrics(_PromCollector):
             for model in sorted(merge.waiting):
                 waiting.add_metric([model], 1)
             yield waiting
+        sender = getattr(self._collector, "sender", None)
+        if sender is not None:
+            deliveries = CounterMetricFamily("skewwatch_alert_deliveries", "Alert messages by integration and result",
+                                             labels=["integration", "result"])
+            for (integration, result), n in sorted(dict(sender.counts).items()):
+                if integration != "*":
+                    deliveries.add_metric([integration, result], n)
+            yield deliveries
 
 
-def serve_metrics(collector: "Collector", host: str, port: int) -> CollectorRegistry:
+def serve_metrics(collector: Any, host: str, port: int) -> CollectorRegistry:
     """Serve ``/metrics`` for this collector on ``host:port`` (a daemon thread)."""
     registry = CollectorRegistry()
     registry.register(CollectorMetrics(collector))

@@ -31,6 +31,7 @@ class Collector:
     partial_stage: PartialStage | None
     merge_stage: MergeStage | None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    sender: object | None = None  # alerts.Sender: the outbox thread, in the process that decides windows
 
     def run(self, stop: threading.Event) -> None:
         """Run the configured stages until ``stop`` is set; a stage that dies stops the others."""
@@ -52,6 +53,8 @@ class Collector:
             threads.append(guard(self.merge_stage.run, "merge"))
         if self.partial_stage is not None:
             threads.append(guard(self.partial_stage.run, "partials"))
+        if self.sender is not None:
+            self.sender.start()  # type: ignore[attr-defined]
         for t in threads:
             t.start()
         try:
@@ -90,9 +93,16 @@ def build_collector(settings: Settings) -> Collector:
             from collectors.tfdv_checks import TfdvChecks  # TensorFlow is loaded only on this path
 
             tfdv_checks = TfdvChecks(baselines)
-        decider = WindowDecider(store=store, baselines=baselines, config=config, tfdv_checks=tfdv_checks,
-                                sample_records=settings.sample_records)
-        merge_stage = MergeStage(settings, store=store, decider=decider)
+        from alerts import AlertEngine, build_receivers, build_sender
+
+        engine = AlertEngine.from_settings(settings, config.alerting)
+        receivers = build_receivers(settings, config.alerting)
+        sender = build_sender(store, settings, engine, receivers)
+        decider = WindowDecider(store=store, baselines=baselines, config=config, alerts=engine.hook,
+                                tfdv_checks=tfdv_checks, sample_records=settings.sample_records)
+        merge_stage = MergeStage(settings, store=store, decider=decider, on_decided=sender.wake)
+        collector.sender = sender
+        collector.closers += [receivers.close, sender.stop]
     collector.partial_stage, collector.merge_stage = partial_stage, merge_stage
     if settings.collector_metrics_port:
         from collectors.metrics import serve_metrics
