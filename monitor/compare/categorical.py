@@ -3,9 +3,10 @@
 Every function is pure, takes keyword-only ``reference=`` and ``current=`` (a
 ``monitor.stats.CategoricalStats`` or a :class:`~monitor.compare.views.CategoricalView`)
 and returns a :class:`~monitor.compare.results.TestResult`. Sample sizes are the
-non-missing counts. When a summary is no longer exact (beyond its capacity), the values it
-dropped are folded into one "other" bucket by the tests that need shares summing to one
-(chi_squared, psi_categorical); ``linf`` follows TFDV and uses the retained values only.
+non-missing counts. Both summaries are compared on their common partition
+(:func:`monitor.compare.views.aligned`): value by value while both are exact; beyond a capacity,
+hashed buckets of three or more values count as one category each (so every test still sees
+every value, and shares sum to one).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from scipy import special
 
 from monitor.compare.results import TestName, TestResult
 from monitor.compare.shares import chi2_sf, psi_from_shares
-from monitor.compare.views import CategoricalInput, CategoricalView, categorical_view
+from monitor.compare.views import CategoricalInput, CategoricalView, aligned, categorical_view
 from monitor.errors import ConfigError
 
 __all__ = ["MIN_EXPECTED", "UNSEEN_PSEUDO_COUNT", "linf", "chi_squared", "psi_categorical", "unseen_share"]
@@ -28,26 +29,13 @@ MIN_EXPECTED = 5.0
 UNSEEN_PSEUDO_COUNT = 0.5
 
 
-class _Other:
-    """The bucket of values a bounded summary no longer tracks one by one."""
-
-    def __repr__(self) -> str:
-        return "<other>"
-
-
-_OTHER = _Other()
-
-
 def _insufficient(test: TestName, r: CategoricalView, c: CategoricalView, note: str) -> TestResult:
     return TestResult(test=test, statistic=0.0, p_value=None, effect=0.0,
                       n_reference=r.count, n_current=c.count, note=note, computed=False)
 
 
-def _full_counts(v: CategoricalView) -> dict[object, int]:
-    counts: dict[object, int] = dict(v.counts)
-    if v.remainder:
-        counts[_OTHER] = v.remainder
-    return counts
+def _label(key: object) -> str:
+    return key if isinstance(key, str) else str(key)
 
 
 def linf(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:
@@ -59,16 +47,15 @@ def linf(*, reference: CategoricalInput, current: CategoricalInput) -> TestResul
     most. No p-value (chi_squared is the significance test for the same data).
     """
     r, c = categorical_view(reference), categorical_view(current)
-    total_r, total_c = sum(r.counts.values()), sum(c.counts.values())
-    if total_r == 0 or total_c == 0:
+    if r.count == 0 or c.count == 0:
         return _insufficient(TestName.LINF, r, c, "empty window")
-    keys = list(dict.fromkeys([*r.counts, *c.counts]))
-    diffs = np.abs(np.array([r.counts.get(k, 0) for k in keys]) / total_r
-                   - np.array([c.counts.get(k, 0) for k in keys]) / total_c)
+    a = aligned(r, c)
+    diffs = np.abs(a.reference / a.reference.sum() - a.current / a.current.sum())
     at = int(np.argmax(diffs))
     value = float(diffs[at])
+    note = "hashed buckets compared as one category each" if a.approximate else None
     return TestResult(test=TestName.LINF, statistic=value, p_value=None, effect=value,
-                      n_reference=r.count, n_current=c.count, details=(("value", keys[at]),))
+                      n_reference=r.count, n_current=c.count, details=(("value", _label(a.keys[at])),), note=note)
 
 
 def chi_squared(*, reference: CategoricalInput, current: CategoricalInput,
@@ -87,21 +74,16 @@ def chi_squared(*, reference: CategoricalInput, current: CategoricalInput,
     r, c = categorical_view(reference), categorical_view(current)
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.CHI_SQUARED, r, c, "empty window")
-    ref, cur = _full_counts(r), _full_counts(c)
-    unseen = sum(n for k, n in cur.items() if k not in ref)
+    a = aligned(r, c)
+    absent = a.reference == 0
+    unseen = float(a.current[absent].sum())
     denominator = r.count + (UNSEEN_PSEUDO_COUNT if unseen else 0.0)
-    observed, expected = [], []
-    pooled_obs = float(unseen)
-    pooled_exp = c.count * UNSEEN_PSEUDO_COUNT / denominator if unseen else 0.0
-    for key, n_ref in ref.items():
-        e = c.count * n_ref / denominator
-        o = float(cur.get(key, 0))
-        if e < min_expected:
-            pooled_obs += o
-            pooled_exp += e
-        else:
-            observed.append(o)
-            expected.append(e)
+    e_all = c.count * a.reference[~absent] / denominator
+    o_all = a.current[~absent]
+    small = e_all < min_expected
+    pooled_obs = unseen + float(o_all[small].sum())
+    pooled_exp = (c.count * UNSEEN_PSEUDO_COUNT / denominator if unseen else 0.0) + float(e_all[small].sum())
+    observed, expected = o_all[~small].tolist(), e_all[~small].tolist()
     if pooled_exp > 0.0:
         observed.append(pooled_obs)
         expected.append(pooled_exp)
@@ -127,10 +109,9 @@ def psi_categorical(*, reference: CategoricalInput, current: CategoricalInput) -
     r, c = categorical_view(reference), categorical_view(current)
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.PSI_CATEGORICAL, r, c, "empty window")
-    ref, cur = _full_counts(r), _full_counts(c)
-    keys = list(dict.fromkeys([*ref, *cur]))
-    p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64) / r.count
-    q = np.array([cur.get(k, 0) for k in keys], dtype=np.float64) / c.count
+    a = aligned(r, c)
+    p = a.reference / r.count
+    q = a.current / c.count
     return psi_from_shares(p, q, n_reference=r.count, n_current=c.count, test=TestName.PSI_CATEGORICAL)
 
 
@@ -145,22 +126,25 @@ def unseen_share(*, reference: CategoricalInput, current: CategoricalInput) -> T
     even a few unseen values in a small window are significant (they alert only if their share
     also reaches the floor).
     details: "distinct" (number of unseen values), "top" (the most frequent one), "p0".
-    When the reference summary is approximate, "unseen" means "not among the values it
-    retained" (note says so); current values dropped by an approximate current summary
-    are not counted.
+    Beyond a capacity (hashed buckets) a current value counts as unseen only when the reference
+    is known not to hold it (its bucket is empty there, or knows all its values by name); N1 is
+    then at least ``2 D - N`` (D the estimated distinct values: N >= N1 + 2 (D - N1)).
     """
     r, c = categorical_view(reference), categorical_view(current)
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.UNSEEN_SHARE, r, c, "empty window")
-    unseen = {k: n for k, n in c.counts.items() if k not in r.counts}
+    a = aligned(r, c)
+    unseen = a.unseen
     k = sum(unseen.values())
     share = k / c.count
-    singletons = sum(1 for n in r.counts.values() if n == 1)
+    singletons = float(sum(1 for n in r.counts.values() if n == 1))
+    if not r.is_exact:
+        singletons = max(singletons, 2.0 * float(r.stats.distinct_estimate) - r.count)
     p0 = min(1.0, max(singletons / r.count, 0.5 / (r.count + 1)))
     p_value = 1.0 if k == 0 else float(special.bdtrc(k - 1, c.count, p0))  # P(X >= k)
     details: tuple = (("distinct", float(len(unseen))), ("p0", p0))
     if unseen:
         details += (("top", max(unseen, key=lambda key: (unseen[key], key))),)
-    note = None if r.is_exact else "reference summary is approximate"
+    note = "hashed buckets: only values known to be absent from the reference count" if a.approximate else None
     return TestResult(test=TestName.UNSEEN_SHARE, statistic=share, p_value=p_value, effect=share,
                       n_reference=r.count, n_current=c.count, details=details, note=note)

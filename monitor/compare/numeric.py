@@ -7,17 +7,17 @@ non-missing counts; missing values are the business of ``missing_rate``.
 
 Robustness. Moments are exact but one extreme row can move them arbitrarily far, so
 ``mean_shift`` and ``variance_ratio`` work by default on *trimmed* moments read off the
-quantile sketch, and ``wasserstein`` integrates only the central part of the quantile
-functions. The effective trim is ``max(trim, rank_error_ref, rank_error_cur)``: a KLL
-sketch may carry one extreme value with a weight of up to about ``rank_error * n``, so
-trimming less than its rank error would let that value back in. ``trim=0`` on exact
-summaries gives the classical statistics (oracle-tested against scipy).
+quantile grid, and ``wasserstein`` integrates only the central part of the quantile
+functions. The summaries' quantiles always lie inside the bucket holding their rank (an
+extreme value keeps its own exact count), so no extra trim is needed for sketch error.
+``trim=0`` on exact summaries gives the classical statistics (oracle-tested against scipy).
 
 P-values and sketch error. ``mean_shift``, ``variance_ratio`` and ``ks`` have p-values;
 ``wasserstein``, ``psi`` and ``jsd`` do not (distances; see :mod:`monitor.compare.shares`).
-Only ``ks`` folds the sketches' rank error into its p-value (a worst-case reduction of D).
-The trimmed ``mean_shift``/``variance_ratio`` read trimmed moments off the sketch and treat
-them as exact: measured at n = 20,000 vs 5,000 with no change, the trimmed mean_shift
+Only ``ks`` folds the summaries' error into its p-value: D is evaluated at every point where a
+summary's CDF bends (exact on exact summaries) and reduced by the summaries' hard rank-error
+bounds. The trimmed ``mean_shift``/``variance_ratio`` read trimmed moments off the grid and
+treat them as exact: measured at n = 20,000 vs 5,000 with no change, the trimmed mean_shift
 rejects ~3% at the 1% level (untrimmed: 1.75%; variance_ratio: 1%), while the effect stays
 far below its floor (99th percentile 0.05 baseline sd vs floor 0.2), which is why a
 finding also needs its effect to clear a practical floor (see :mod:`monitor.decide`).
@@ -51,6 +51,9 @@ DEFAULT_TRIM = 0.01
 _MAX_TRIM = 0.25
 #: Number of baseline-quantile bins used by psi and jsd (plus two out-of-range bins).
 PSI_BINS = 10
+#: ks evaluates both CDFs at every breakpoint of both summaries up to this many points; past it,
+#: at every breakpoint of the smaller one and the quantile grid of the larger (error 1/GRID_SIZE).
+KS_EXACT_POINTS = 20_000
 
 
 def _insufficient(test: TestName, r: NumericView, c: NumericView, note: str) -> TestResult:
@@ -65,7 +68,7 @@ def _check_trim(trim: float) -> float:
 
 
 def _alpha(trim: float, r: NumericView, c: NumericView) -> float:
-    return min(max(trim, r.rank_error, c.rank_error), _MAX_TRIM)
+    return trim
 
 
 def _ratio(numerator: float, scale: float) -> float:
@@ -192,37 +195,41 @@ def _ks_sf(d: float, n_r: int, n_c: int) -> float:
     return float(special.kolmogorov((s + 0.12 + 0.11 / s) * d))
 
 
-def _cdf(v: NumericView, points: np.ndarray) -> tuple[np.ndarray, float]:
-    """CDF at ``points`` and its error bound: exact from a small exact summary, else read
-    off the quantile grid (error: rank error + 1/GRID_SIZE)."""
-    if v.rank_error == 0.0:
-        return v.cdf(points), 0.0
-    return v.grid_cdf(points), v.rank_error + 1.0 / GRID_SIZE
+def _ks_points(r: NumericView, c: NumericView) -> tuple[np.ndarray, float]:
+    """Where to evaluate both CDFs, and what that choice may miss of D.
+
+    Between neighbouring breakpoints of both summaries the two estimated CDFs are linear, so D
+    (of the estimates) is reached at a breakpoint, on one side of it: evaluating every breakpoint
+    of both misses nothing. With too many, the smaller summary's breakpoints and the larger's
+    quantile grid are used: between those points the first CDF is linear and the second moves by
+    at most 1/GRID_SIZE, which bounds what is missed.
+    """
+    br, bc = r.breakpoints, c.breakpoints
+    if br.shape[0] + bc.shape[0] <= KS_EXACT_POINTS:
+        return np.union1d(br, bc), 0.0
+    small, large = (r, c) if br.shape[0] <= bc.shape[0] else (c, r)
+    return np.union1d(small.breakpoints, large.grid), 1.0 / GRID_SIZE
 
 
 def ks(*, reference: NumericInput, current: NumericInput) -> TestResult:
-    """Two-sample Kolmogorov-Smirnov distance from the sketches.
+    """Two-sample Kolmogorov-Smirnov distance from the summaries.
 
-    D = max_x |F_ref(x) - F_cur(x)|, with both CDFs evaluated at the union of the two
-    quantile grids (every sample point when the summaries are exact and small; then the
-    CDFs are asked of the summaries and D is exact).
-    Sketch error: a sketch's CDF is off by at most its rank error eps; read off the grid
-    it is charged eps + 1/GRID_SIZE (the grid itself adds at most 1/(2 GRID_SIZE)). The
-    p-value is computed from D_adj = max(0, D - err_ref - err_cur) (details["d_adjusted"]),
-    so (at the bound's 99% confidence) it never overstates the evidence; on exact
-    summaries D_adj = D and p matches ``scipy.stats.ks_2samp(method="asymp")``.
-    statistic = effect = D.
+    D = max_x |F_ref(x) - F_cur(x)|, with both CDFs (and their left limits) evaluated at every
+    breakpoint of both summaries (:func:`_ks_points`): on exact summaries every sample value, so
+    D is exact. Summary error: each estimated CDF is within its ``rank_error`` of the truth (a
+    hard bound), so the p-value is computed from D_adj = max(0, D - err_ref - err_cur - missed)
+    (details["d_adjusted"]) and never overstates the evidence; on exact summaries D_adj = D and
+    p matches ``scipy.stats.ks_2samp(method="asymp")``. statistic = effect = D.
     """
     r, c = numeric_view(reference), numeric_view(current)
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.KS, r, c, "empty window")
-    points = np.unique(np.concatenate((r.grid, c.grid)))
-    cdf_r, err_r = _cdf(r, points)
-    cdf_c, err_c = _cdf(c, points)
-    gaps = np.abs(cdf_r - cdf_c)
-    at = int(np.argmax(gaps))
-    d = float(gaps[at])
-    d_adj = max(0.0, d - err_r - err_c)
+    points, missed = _ks_points(r, c)
+    at_or_below = np.abs(r.cdf(points) - c.cdf(points))
+    below = np.abs(r.cdf_below(points) - c.cdf_below(points))
+    i, j = int(np.argmax(at_or_below)), int(np.argmax(below))
+    d, at = (float(at_or_below[i]), i) if at_or_below[i] >= below[j] else (float(below[j]), j)
+    d_adj = max(0.0, d - r.rank_error - c.rank_error - missed)
     return TestResult(
         test=TestName.KS, statistic=d, p_value=_ks_sf(d_adj, r.count, c.count), effect=d,
         n_reference=r.count, n_current=c.count,

@@ -2,16 +2,25 @@
 
 A comparison accepts either a statistics object from :mod:`monitor.stats` or a view of
 one. Building the view once per feature (as :func:`monitor.evaluate.evaluate` does) means
-the sketch is asked for its quantile grid once, not once per test. Views never change the
+the summary is asked for its quantile grid once, not once per test. Views never change the
 statistics they wrap.
+
+Two categorical summaries are compared on a common partition (:func:`aligned`): value by value
+while both are exact; beyond a capacity, on the hashed buckets of the coarser summary, keeping
+the values a bucket knows by name (one or two per bucket) and comparing the rest of a bucket as
+one category.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+
+from monitor.stats import grid
+from monitor.stats.categorical import category_key
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from monitor.stats import CategoricalStats, NumericStats
@@ -25,6 +34,9 @@ __all__ = [
     "categorical_view",
     "NumericInput",
     "CategoricalInput",
+    "HashBucket",
+    "Aligned",
+    "aligned",
 ]
 
 #: Number of ranks at which quantile functions are evaluated (midpoint rule on [0, 1]).
@@ -47,7 +59,7 @@ class NumericView:
     """
 
     __slots__ = ("stats", "count", "missing", "nonfinite", "mean", "variance", "std", "minimum", "maximum",
-                 "rank_error", "_grid", "_memo")
+                 "rank_error", "_grid", "_memo", "_breakpoints")
 
     def __init__(self, stats: "NumericStats") -> None:
         self.stats = stats
@@ -61,6 +73,7 @@ class NumericView:
         self.maximum = _number(stats.max, 0.0) if self.count else 0.0
         self.rank_error = max(_number(stats.rank_error, 0.0), 0.0) if self.count else 0.0
         self._grid: np.ndarray | None = None
+        self._breakpoints: np.ndarray | None = None
         self._memo: dict[Any, Any] = {}
 
     @property
@@ -76,11 +89,26 @@ class NumericView:
             self._grid.setflags(write=False)
         return self._grid
 
+    @property
+    def breakpoints(self) -> np.ndarray:
+        """Sorted values where the summary's CDF bends or jumps (every distinct value while exact)."""
+        if self._breakpoints is None:
+            self._breakpoints = np.asarray(self.stats.breakpoints(), dtype=np.float64) if self.count else np.empty(0)
+            self._breakpoints.setflags(write=False)
+        return self._breakpoints
+
     def cdf(self, points: np.ndarray) -> np.ndarray:
-        """Fraction of values <= each point, asked of the sketch."""
+        """Fraction of values <= each point, asked of the summary."""
         if self.count == 0:
             return np.zeros(len(points))
         return np.asarray(self.stats.cdf(np.asarray(points, dtype=np.float64)), dtype=np.float64)
+
+    def cdf_below(self, points: np.ndarray) -> np.ndarray:
+        """Fraction of values < each point (the left limit of the CDF), asked of the summary."""
+        if self.count == 0:
+            return np.zeros(len(points))
+        return np.asarray(self.stats._fractions(np.asarray(points, dtype=np.float64), inclusive=False),
+                          dtype=np.float64)
 
     def grid_cdf(self, points: np.ndarray) -> np.ndarray:
         """The CDF read off the quantile grid: within 1/(2 GRID_SIZE) of the sketch's own CDF.
@@ -105,14 +133,14 @@ class NumericView:
 
 
 class CategoricalView:
-    """Value counts of one categorical feature, with the part a bounded summary dropped.
+    """Value counts of one categorical feature.
 
-    ``remainder`` is the number of non-missing values that are not among ``counts``
-    (0 while the summary is exact). Tests that need every value to sum to ``count`` fold
-    it into one "other" bucket.
+    ``counts`` are the values known by name with their exact counts (all of them while
+    ``is_exact``); ``remainder`` is the number of non-missing values not among them (in hashed
+    buckets of three or more values). Comparisons use :func:`aligned`.
     """
 
-    __slots__ = ("stats", "count", "missing", "counts", "remainder", "is_exact", "error_bound")
+    __slots__ = ("stats", "count", "missing", "counts", "remainder", "is_exact", "error_bound", "buckets", "_memo")
 
     def __init__(self, stats: "CategoricalStats") -> None:
         self.stats = stats
@@ -122,6 +150,105 @@ class CategoricalView:
         self.remainder = max(self.count - sum(self.counts.values()), 0)
         self.is_exact = bool(getattr(stats, "is_exact", True))
         self.error_bound = int(getattr(stats, "error_bound", 0))
+        self.buckets: grid.Buckets | None = None if self.is_exact else stats.buckets()
+        self._memo: dict[Any, Any] = {}
+
+    def memo(self, key: Any, compute: Any) -> Any:
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
+
+    def by_bucket(self, shift: int) -> dict[int, tuple[dict[str, int] | None, int]]:
+        """Bucket id at ``shift`` -> (the values it holds with their counts, or None when the
+        summary does not know them all; the bucket's total)."""
+
+        def compute() -> dict[int, tuple[dict[str, int] | None, int]]:
+            out: dict[int, tuple[dict[str, int] | None, int]] = {}
+            if self.buckets is None:
+                for name, n in self.counts.items():
+                    names, total = out.get(category_key(name) >> shift, ({}, 0))
+                    names[name] = n  # type: ignore[index]
+                    out[category_key(name) >> shift] = (names, total + n)
+                return out
+            b = grid.coarsen(self.buckets, shift)
+            lo_tags, hi_tags = b.lo_tag.tolist(), b.hi_tag.tolist()  # type: ignore[union-attr]
+            rows = zip(b.ids.tolist(), b.cnt.tolist(), b.lo.tolist(), b.hi.tolist(), b.nlo.tolist(), b.nhi.tolist())
+            for i, (bid, cnt, lo, hi, nlo, nhi) in enumerate(rows):
+                if lo == hi:
+                    out[bid] = ({lo_tags[i]: cnt}, cnt)
+                elif nlo + nhi == cnt:
+                    out[bid] = ({lo_tags[i]: nlo, hi_tags[i]: nhi}, cnt)
+                else:
+                    out[bid] = (None, cnt)
+            return out
+
+        return self.memo(("by_bucket", shift), compute)
+
+
+@dataclass(frozen=True, slots=True)
+class HashBucket:
+    """A hashed bucket compared as one category (its values are not all known by name)."""
+
+    shift: int
+    id: int
+
+    def __str__(self) -> str:
+        return f"<values hashed to bucket {self.id & ((1 << (64 - self.shift)) - 1):x}/{64 - self.shift} bits>"
+
+
+@dataclass(frozen=True, slots=True)
+class Aligned:
+    """Two categorical summaries on one partition: ``keys`` (value names, or :class:`HashBucket`)
+    with the reference and current counts; ``unseen``: current values known to be absent from
+    the reference, with their counts; ``approximate``: some keys are buckets."""
+
+    keys: tuple[object, ...]
+    reference: np.ndarray
+    current: np.ndarray
+    unseen: dict[str, int]
+    approximate: bool
+
+
+def aligned(r: CategoricalView, c: CategoricalView) -> Aligned:
+    """The common partition of two categorical views (computed once per pair, kept on ``c``)."""
+
+    def compute() -> tuple[object, Aligned]:
+        if r.buckets is None and c.buckets is None:
+            keys = tuple(dict.fromkeys([*r.counts, *c.counts]))
+            ref = np.array([r.counts.get(k, 0) for k in keys], dtype=np.float64)
+            cur = np.array([c.counts.get(k, 0) for k in keys], dtype=np.float64)
+            unseen = {k: n for k, n in c.counts.items() if k not in r.counts}
+            return r, Aligned(keys, ref, cur, unseen, False)
+        shift = max(v.buckets.shift for v in (r, c) if v.buckets is not None)  # type: ignore[union-attr]
+        rb, cb = r.by_bucket(shift), c.by_bucket(shift)
+        keys_out: list[object] = []
+        ref_out: list[int] = []
+        cur_out: list[int] = []
+        unseen: dict[str, int] = {}
+        approximate = False
+        for bid in sorted(rb.keys() | cb.keys()):
+            r_names, r_total = rb.get(bid, ({}, 0))
+            c_names, c_total = cb.get(bid, ({}, 0))
+            if r_names is not None and c_names is not None:
+                for name in dict.fromkeys([*r_names, *c_names]):
+                    keys_out.append(name)
+                    ref_out.append(r_names.get(name, 0))
+                    cur_out.append(c_names.get(name, 0))
+                unseen.update({k: n for k, n in c_names.items() if k not in r_names})
+            else:
+                approximate = True
+                keys_out.append(HashBucket(shift, bid))
+                ref_out.append(r_total)
+                cur_out.append(c_total)
+        return r, Aligned(tuple(keys_out), np.array(ref_out, dtype=np.float64), np.array(cur_out, dtype=np.float64),
+                          unseen, approximate)
+
+    owner, result = c.memo(("aligned", id(r)), compute)
+    if owner is not r:  # a different reference that reused the id: recompute
+        _, result = compute()
+    return result
 
 
 NumericInput = Union["NumericStats", NumericView]

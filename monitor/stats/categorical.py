@@ -1,25 +1,37 @@
-"""Mergeable statistics of one categorical feature: value counts, then a Misra-Gries summary.
+"""Mergeable statistics of one categorical feature: exact value counts, then hashed buckets.
 
 Values are normalised to strings (``3`` and ``3.0`` -> ``"3"``, ``True`` -> ``"true"``,
-``3.5`` -> ``"3.5"``); ``None``, NaN and ``""`` are missing. Counts are exact while at most
-``capacity`` distinct values have been seen. Beyond that the counters become a mergeable
-Misra-Gries summary (Agarwal, Cormode, Huang, Phillips, Wei, Yi, "Mergeable summaries",
-PODS 2012): add the counters, subtract the ``(capacity + 1)``-th largest and drop the
-non-positive ones. Every kept count then undercounts its value by at most ``error_bound``
-(the sum of everything subtracted so far) and never overcounts; a value missing from the
-summary occurred at most ``error_bound`` times.
+``3.5`` -> ``"3.5"``); ``None``, NaN and ``""`` are missing.
 
-The number of distinct values is exact while the counts are. At the first reduction an
-Apache DataSketches HLL sketch (HLL_8, started in full HLL mode so its bytes do not depend on
-insertion order) is seeded with every value seen so far and from then on fed with each batch's
-distinct values (not its rows); it estimates the distinct count afterwards.
+Deterministic at every size. Counts are exact while at most ``capacity`` distinct values have
+been seen. Beyond that, values are grouped into buckets by a fixed 64-bit hash of their UTF-8
+name (BLAKE2b): the finest prefix of the hash at which the distinct values fit in ``capacity``
+buckets, on the same grid machinery as the numeric buckets (:mod:`monitor.stats.grid`). Every
+bucket keeps its exact count, and the names and exact counts of its two end values (by hash),
+so a bucket of one or two values is still exact. The state depends only on the multiset of
+values: the same rows give the same bytes whatever the batching and however partial
+statistics are merged. (A Misra-Gries summary, used before, is not: its reductions depend on
+the order values arrive in.)
+
+What is exact beyond capacity: the total and missing counts; every bucket's count; the counts of
+the values :meth:`CategoricalStats.counts` lists (those alone in their bucket or at its ends). A
+value it does not list occurred at most :attr:`~CategoricalStats.error_bound` times. What is not:
+how a bucket of three or more values splits among them, so comparisons compare such a bucket as
+one category (changes that cancel inside one bucket are not seen), and the names of the values
+inside it. Two distinct names with the same 64-bit hash (about ``n**2 / 2**65`` for ``n``
+names) would count as one.
+
+The number of distinct values is exact while the counts are; beyond capacity it is estimated by
+HyperLogLog registers (:mod:`monitor.stats.hll`) over the second half of the same hash.
 
 Each batch is tallied by ``pandas.value_counts`` (hashing in C); only the batch's distinct
-values are normalised in Python.
+values are normalised (and, beyond capacity, hashed) in Python.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import struct
 from collections import Counter
@@ -28,17 +40,23 @@ from typing import Any, Iterable, Mapping, Self
 
 import numpy as np
 import pandas as pd
-from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from monitor.errors import ConfigError, SchemaError, StatisticsError
-from monitor.stats.codec import Reader, Tag, blob, header, seal, seal
+from monitor.stats import grid, hll
+from monitor.stats.codec import Reader, Tag, blob, header, pack_uints, seal
 
-__all__ = ["CategoricalStats", "Tally", "tally", "normalize_category", "DEFAULT_CAPACITY", "HLL_LG_K"]
+__all__ = ["CategoricalStats", "Tally", "tally", "normalize_category", "category_key", "DEFAULT_CAPACITY",
+           "BASELINE_CAPACITY", "HLL_LG_K"]
 
+#: Exact distinct values of a window's categorical feature.
 DEFAULT_CAPACITY = 4096
-HLL_LG_K = 12  # 4096 registers: about 1.6% relative standard error
-_HLL_TYPE = tgt_hll_type.HLL_8
-_FIELDS = struct.Struct("<IQQQI")  # capacity, count, missing, error_bound, number of keys
+#: Exact distinct values of a training baseline's categorical feature.
+BASELINE_CAPACITY = 65536
+HLL_LG_K = hll.LG_K  # 4096 registers: about 1.6% relative standard error
+_FIELDS = struct.Struct("<IQQB")  # capacity, count, missing, mode (0 exact, 1 hashed)
+_EXACT_HEAD = struct.Struct("<I")  # number of values
+_HASHED_HEAD = struct.Struct("<BI")  # shift, number of buckets
+_OFFSET = 1 << 63
 _MAX_FLOAT_AS_INT = 2.0**53
 _SMALL_BATCH = 1024  # below this, Counter beats building a pandas Series
 
@@ -140,20 +158,58 @@ def _object_array(values: Any) -> np.ndarray:
     return arr
 
 
-class CategoricalStats:
-    """Counts of one categorical feature: exact up to ``capacity`` distinct values, then Misra-Gries."""
+@functools.lru_cache(maxsize=1 << 16)
+def _hashes(name: str) -> tuple[int, int]:
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return int.from_bytes(digest[:8], "big") - _OFFSET, int.from_bytes(digest[8:], "big")
 
-    __slots__ = ("_capacity", "_count", "_missing", "_error", "_counts", "_hll")
+
+def category_key(name: str) -> int:
+    """The signed 64-bit bucket key of a normalised value (its hash; stable across processes)."""
+    return _hashes(name)[0]
+
+
+def _hashed_items(counts: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Keys, counts, names and HLL hashes of ``counts``, sorted by (key, name)."""
+    rows = sorted((*_hashes(name), name, c) for name, c in counts.items())
+    keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    h2 = np.fromiter((r[1] for r in rows), dtype=np.uint64, count=len(rows))
+    names = np.empty(len(rows), dtype=object)
+    names[:] = [r[2] for r in rows]
+    cnt = np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows))
+    return keys, cnt, names, h2
+
+
+def _merge_collisions(keys: np.ndarray, cnt: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Distinct keys: equal keys (a 64-bit hash collision) count as one value, named by the first."""
+    if keys.shape[0] < 2 or bool((keys[1:] != keys[:-1]).all()):
+        return keys, cnt, names
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(cnt, starts), names[starts]
+
+
+def _buckets_of(counts: Mapping[str, int], shift: int, capacity: int) -> tuple[grid.Buckets, np.ndarray]:
+    keys, cnt, names, h2 = _hashed_items(counts)
+    keys, cnt, names = _merge_collisions(keys, cnt, names)
+    b = grid.from_sorted_keys(keys, shift, capacity, counts=cnt, tags=names)
+    return b, h2
+
+
+class CategoricalStats:
+    """Counts of one categorical feature: exact up to ``capacity`` distinct values, then hashed
+    buckets (see the module docstring)."""
+
+    __slots__ = ("_capacity", "_count", "_missing", "_counts", "_buckets", "_registers")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity < 2**31:
-            raise ConfigError(f"capacity must be a positive int, got {capacity!r}", field="capacity")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 2 <= capacity < 2**31:
+            raise ConfigError(f"capacity must be an int in [2, 2**31), got {capacity!r}", field="capacity")
         self._capacity = capacity
         self._count = 0
         self._missing = 0
-        self._error = 0
-        self._counts: dict[str, int] = {}
-        self._hll: hll_sketch | None = None  # created at the first Misra-Gries reduction
+        self._counts: dict[str, int] = {}  # exact mode
+        self._buckets: grid.Buckets | None = None  # hashed mode
+        self._registers: np.ndarray | None = None  # hashed mode: HyperLogLog
 
     # -- exact parts ---------------------------------------------------------------------------
     @property
@@ -174,38 +230,49 @@ class CategoricalStats:
         return self._count + self._missing
 
     @property
-    def error_bound(self) -> int:
-        """Largest possible undercount of any value (0 while the counts are exact)."""
-        return self._error
+    def is_exact(self) -> bool:
+        """True while every distinct value has its own exact count (at most ``capacity`` seen)."""
+        return self._buckets is None
 
     @property
-    def is_exact(self) -> bool:
-        return self._error == 0
+    def error_bound(self) -> int:
+        """Most occurrences a value not listed by :meth:`counts` can have (0 while exact): the
+        largest count inside a bucket that is not at its ends."""
+        b = self._buckets
+        if b is None or len(b) == 0:
+            return 0
+        return int((b.cnt - b.nlo - b.nhi).max())
 
     @property
     def distinct_estimate(self) -> float:
-        """Distinct non-missing values: exact while ``is_exact``, else the HLL estimate.
-
-        The estimate depends on the sketch's registers only (DataSketches' composite
-        estimator): a sketch updated directly also keeps a HIP accumulator, which a merged sketch
-        with the same registers lacks (five values, two in one bucket: 5.0 vs 4.0), and merge
-        must equal update. A union of the sketch with itself leaves the registers as they are
-        and drops the accumulator.
-        """
-        if self._hll is None:
+        """Distinct non-missing values: exact while ``is_exact``, else the HyperLogLog estimate
+        (at least the number of values :meth:`counts` lists)."""
+        if self._registers is None:
             return float(len(self._counts))
-        union = hll_union(HLL_LG_K)
-        union.update(self._hll)
-        union.update(self._hll)
-        return max(float(union.get_result(_HLL_TYPE).get_estimate()), float(len(self._counts)))
+        return max(hll.estimate(self._registers), float(len(self.counts())))
+
+    def buckets(self) -> grid.Buckets | None:
+        """The hashed buckets (None while exact); keys are :func:`category_key` of the values."""
+        return self._buckets
 
     def counts(self) -> dict[str, int]:
-        """Value -> count (a lower bound, within ``error_bound``, once not exact)."""
-        return dict(self._counts)
+        """Value -> exact count: every value while exact; beyond capacity the values alone in
+        their bucket or at one of its ends."""
+        b = self._buckets
+        if b is None:
+            return dict(self._counts)
+        out: dict[str, int] = {}
+        point = b.lo == b.hi
+        lo_tags, hi_tags = b.lo_tag.tolist(), b.hi_tag.tolist()  # type: ignore[union-attr]
+        for i, (nlo, nhi, is_point) in enumerate(zip(b.nlo.tolist(), b.nhi.tolist(), point.tolist())):
+            out[lo_tags[i]] = nlo
+            if not is_point:
+                out[hi_tags[i]] = nhi
+        return out
 
     def top(self, n: int) -> list[tuple[str, int]]:
-        """The ``n`` most frequent values, ties broken by value."""
-        return sorted(self._counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(n, 0)]
+        """The ``n`` most frequent values among :meth:`counts`, ties broken by value."""
+        return sorted(self.counts().items(), key=lambda kv: (-kv[1], kv[0]))[: max(n, 0)]
 
     def is_empty(self) -> bool:
         return self.total == 0
@@ -220,18 +287,19 @@ class CategoricalStats:
         self._missing += batch.missing
         if not batch.counts:
             return
-        counts = self._counts
-        added = 0
-        for key, c in batch.counts.items():
-            counts[key] = counts.get(key, 0) + c
-            added += c
-        self._count += added
-        if self._hll is not None:
-            _hll_add_all(self._hll, batch.counts)
-        elif len(counts) > self._capacity:  # leaving exact mode: every value seen is in counts
-            self._hll = _new_hll()
-            _hll_add_all(self._hll, counts)
-        self._error += _reduce(counts, self._capacity)
+        self._count += batch.count
+        if self._buckets is None:
+            counts = self._counts
+            for key, c in batch.counts.items():
+                counts[key] = counts.get(key, 0) + c
+            if len(counts) > self._capacity:  # leaving exact mode: every value seen is in counts
+                self._buckets, h2 = _buckets_of(counts, 0, self._capacity)
+                self._registers = hll.add_hashes(hll.new_registers(), h2)
+                self._counts = {}
+            return
+        b, h2 = _buckets_of(batch.counts, self._buckets.shift, self._capacity)
+        self._buckets = grid.fit(grid.union(self._buckets, b), self._capacity)
+        self._registers = hll.add_hashes(self._registers, h2)  # type: ignore[arg-type]
 
     def _add_missing(self, n: int) -> None:
         self._missing += n
@@ -242,9 +310,9 @@ class CategoricalStats:
 
     def copy(self) -> CategoricalStats:
         out = CategoricalStats.__new__(CategoricalStats)
-        out._capacity, out._count, out._missing, out._error = self._capacity, self._count, self._missing, self._error
+        out._capacity, out._count, out._missing = self._capacity, self._count, self._missing
         out._counts = dict(self._counts)
-        out._hll = None if self._hll is None else hll_sketch.deserialize(self._hll.serialize_compact())
+        out._buckets, out._registers = self._buckets, self._registers  # never changed in place
         return out
 
     def merge(self, other: CategoricalStats) -> CategoricalStats:
@@ -253,126 +321,137 @@ class CategoricalStats:
             raise StatisticsError(f"cannot merge CategoricalStats with {type(other).__name__}")
         if other._capacity != self._capacity:
             raise StatisticsError(f"cannot merge categorical statistics of capacity {self._capacity} and {other._capacity}")
-        if other._count == 0 or self._count == 0:
-            out = (self if other._count == 0 else other).copy()
-            out._missing = self._missing + other._missing
-            return out
+        if self._buckets is None and other._buckets is not None:
+            return other.merge(self)
         out = self.copy()
-        for key, c in other._counts.items():
-            out._counts[key] = out._counts.get(key, 0) + c
-        out._count += other._count
         out._missing += other._missing
-        if self._hll is not None or other._hll is not None or len(out._counts) > self._capacity:
-            # an exact side contributes its keys (all it has seen), an inexact side its sketch
-            union = hll_union(HLL_LG_K)
-            for side in (self, other):
-                if side._hll is not None:
-                    union.update(side._hll)
-                else:
-                    exact = _new_hll()
-                    _hll_add_all(exact, side._counts)
-                    union.update(exact)
-            out._hll = union.get_result(_HLL_TYPE)
-        out._error += other._error + _reduce(out._counts, self._capacity)
+        if other._count == 0:
+            return out
+        if out._buckets is None:  # both exact
+            out.update_tally(Tally(counts=other._counts, missing=0))
+            return out
+        out._count += other._count
+        if other._buckets is None:
+            b, h2 = _buckets_of(other._counts, out._buckets.shift, self._capacity)
+            registers = hll.add_hashes(out._registers, h2)  # type: ignore[arg-type]
+        else:
+            b = other._buckets
+            registers = np.maximum(out._registers, other._registers)  # type: ignore[arg-type]
+        out._buckets = grid.fit(grid.union(out._buckets, b), self._capacity)
+        out._registers = registers
         return out
 
     # -- bytes ---------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        keys = sorted(self._counts)
-        encoded = [k.encode("utf-8", "surrogatepass") for k in keys]
-        lengths = np.fromiter(map(len, encoded), dtype="<u4", count=len(keys))
-        counts = np.fromiter((self._counts[k] for k in keys), dtype="<u8", count=len(keys))
-        return seal(b"".join((
-            header(Tag.CATEGORICAL),
-            _FIELDS.pack(self._capacity, self._count, self._missing, self._error, len(keys)),
-            lengths.tobytes(),
-            b"".join(encoded),
-            counts.tobytes(),
-            blob(b"" if self._hll is None else self._hll.serialize_compact()),
-        )))  # fmt: skip
+        hashed = self._buckets is not None
+        parts = [header(Tag.CATEGORICAL), _FIELDS.pack(self._capacity, self._count, self._missing, int(hashed))]
+        if not hashed:
+            keys = sorted(self._counts)
+            parts.append(_EXACT_HEAD.pack(len(keys)))
+            parts.append(_names(keys))
+            parts.append(pack_uints(np.fromiter((self._counts[k] for k in keys), dtype=np.uint64, count=len(keys))))
+        else:
+            b = self._buckets
+            assert b is not None and b.lo_tag is not None and b.hi_tag is not None and self._registers is not None
+            point = b.lo == b.hi
+            parts.append(_HASHED_HEAD.pack(b.shift, len(b)))
+            parts.append(np.packbits(point, bitorder="little").tobytes())
+            parts.append(_names(b.lo_tag.tolist()))
+            parts.append(_names(b.hi_tag[~point].tolist()))
+            parts.append(pack_uints(b.cnt.astype(np.uint64)))
+            parts.append(pack_uints(b.nlo[~point].astype(np.uint64)))
+            parts.append(pack_uints(b.nhi[~point].astype(np.uint64)))
+            parts.append(self._registers.tobytes())
+        return seal(b"".join(parts))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         reader = Reader(data, Tag.CATEGORICAL)
-        capacity, count, missing, error, nkeys = reader.unpack(_FIELDS)
-        if not 1 <= capacity < 2**31 or nkeys > capacity:
-            raise StatisticsError(f"inconsistent categorical statistic: {nkeys} keys for capacity {capacity}")
-        lengths = np.frombuffer(reader.take(4 * nkeys), dtype="<u4")
-        text = reader.take(int(lengths.sum(dtype=np.uint64)))
-        counts = np.frombuffer(reader.take(8 * nkeys), dtype="<u8").tolist()
-        raw_hll = reader.blob()
-        reader.finish()
-        keys, pos = [], 0
-        try:
-            for n in lengths.tolist():
-                keys.append(text[pos : pos + n].decode("utf-8", "surrogatepass"))
-                pos += n
-        except UnicodeDecodeError:
-            raise StatisticsError("corrupt categorical statistic: a value is not UTF-8") from None
-        if any(not k for k in keys) or any(a >= b for a, b in zip(keys, keys[1:])):
-            raise StatisticsError("corrupt categorical statistic: values must be non-empty, unique and sorted")
-        kept = sum(counts)
-        if any(c <= 0 for c in counts) or kept > count or (error == 0 and kept != count):
-            raise StatisticsError(f"inconsistent categorical statistic: counts sum to {kept} for count {count}")
-        hll = None
-        if error == 0:
-            if raw_hll:
-                raise StatisticsError("corrupt categorical statistic: exact counts carry no HLL sketch")
-        else:
-            try:
-                hll = hll_sketch.deserialize(raw_hll)
-            except Exception as exc:  # the binding raises RuntimeError/ValueError on bad bytes
-                raise StatisticsError(f"corrupt HLL sketch: {exc}") from None
-            if hll.lg_config_k != HLL_LG_K or hll.is_empty():
-                raise StatisticsError(f"unexpected HLL sketch (lg_k {hll.lg_config_k}, empty={hll.is_empty()})")
+        capacity, count, missing, hashed = reader.unpack(_FIELDS)
+        if not 2 <= capacity < 2**31 or hashed not in (0, 1):
+            raise StatisticsError(f"inconsistent categorical statistic: capacity {capacity}, mode {hashed}")
         out = cls.__new__(cls)
-        out._capacity, out._count, out._missing, out._error = capacity, count, missing, error
-        out._counts = dict(zip(keys, counts))
-        out._hll = hll
+        out._capacity, out._count, out._missing = capacity, count, missing
+        out._counts, out._buckets, out._registers = {}, None, None
+        if not hashed:
+            (n,) = reader.unpack(_EXACT_HEAD)
+            if n > capacity:
+                raise StatisticsError(f"inconsistent categorical statistic: {n} values for capacity {capacity}")
+            keys = _read_names(reader, n)
+            counts = reader.uints(n).tolist()
+            reader.finish()
+            if any(a >= b for a, b in zip(keys, keys[1:])) or any(c <= 0 for c in counts) or sum(counts) != count:
+                raise StatisticsError("corrupt categorical statistic: values must be unique, sorted and counted")
+            out._counts = dict(zip(keys, counts))
+            return out
+        shift, n = reader.unpack(_HASHED_HEAD)
+        if not 1 <= n <= capacity or shift > grid.MAX_SHIFT:
+            raise StatisticsError(f"inconsistent categorical statistic: {n} buckets for capacity {capacity}")
+        point = np.unpackbits(np.frombuffer(reader.take((n + 7) // 8), dtype=np.uint8), count=n,
+                              bitorder="little").astype(bool)
+        m = n - int(point.sum())
+        lo_names = _read_names(reader, n)
+        hi_names = _read_names(reader, m)
+        cnt = reader.uints(n).astype(np.int64)
+        nlo = cnt.copy()
+        nhi = np.zeros(n, dtype=np.int64)
+        nlo[~point] = reader.uints(m).astype(np.int64)
+        nhi[~point] = reader.uints(m).astype(np.int64)
+        registers = np.frombuffer(reader.take(hll.REGISTERS), dtype=np.uint8).copy()
+        reader.finish()
+        hll.check_registers(registers)
+        lo_tag = np.empty(n, dtype=object)
+        lo_tag[:] = lo_names
+        hi_tag = lo_tag.copy()
+        hi_tag[~point] = hi_names
+        lo = np.fromiter((category_key(k) for k in lo_names), dtype=np.int64, count=n)
+        hi = lo.copy()
+        hi[~point] = np.fromiter((category_key(k) for k in hi_names), dtype=np.int64, count=m)
+        if bool((hi[~point] <= lo[~point]).any()):
+            raise StatisticsError("corrupt categorical statistic: bucket ends out of order")
+        b = grid.Buckets(shift, lo >> shift, cnt, lo, hi, nlo, nhi, lo_tag, hi_tag)
+        grid.validate(b)
+        if b.total != count:
+            raise StatisticsError(f"inconsistent categorical statistic: buckets hold {b.total} values for count {count}")
+        out._buckets, out._registers = b, registers
         return out
 
     # -- comparison ----------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
-        """Same exact parts and counters, and (once inexact) the same distinct estimate."""
         if not isinstance(other, CategoricalStats):
             return NotImplemented
-        return (
-            (self._capacity, self._count, self._missing, self._error)
-            == (other._capacity, other._count, other._missing, other._error)
-            and self._counts == other._counts
-            and self.distinct_estimate == other.distinct_estimate
-        )
+        if (self._capacity, self._count, self._missing, self._counts) != (
+                other._capacity, other._count, other._missing, other._counts):
+            return False
+        if (self._buckets is None) != (other._buckets is None):
+            return False
+        return self._buckets is None or (self._buckets.same(other._buckets)  # type: ignore[arg-type]
+                                         and np.array_equal(self._registers, other._registers))  # type: ignore[arg-type]
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (
             f"CategoricalStats(capacity={self._capacity}, count={self._count}, missing={self._missing}, "
-            f"distinct~{self.distinct_estimate:.0f}, error_bound={self._error}, top={self.top(3)})"
+            f"distinct~{self.distinct_estimate:.0f}, exact={self.is_exact}, top={self.top(3)})"
         )
 
 
-def _new_hll() -> hll_sketch:
-    return hll_sketch(HLL_LG_K, _HLL_TYPE, True)
+def _names(names: list[str]) -> bytes:
+    encoded = [k.encode("utf-8", "surrogatepass") for k in names]
+    return pack_uints(np.fromiter(map(len, encoded), dtype=np.uint64, count=len(encoded))) + b"".join(encoded)
 
 
-def _hll_add_all(hll: hll_sketch, keys: Iterable[str]) -> None:
-    update = hll.update
-    for key in keys:
-        try:
-            update(key)
-        except UnicodeEncodeError:  # lone surrogates cannot cross into C++ as UTF-8
-            update("\0" + key.encode("utf-8", "surrogatepass").hex())
-
-
-def _reduce(counts: dict[str, int], capacity: int) -> int:
-    """Misra-Gries reduction in place: subtract the (capacity+1)-th largest count from every
-    counter and drop those left <= 0. Returns the amount subtracted (0 when within capacity)."""
-    if len(counts) <= capacity:
-        return 0
-    values = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
-    kth = int(np.partition(values, len(values) - capacity - 1)[len(values) - capacity - 1])
-    kept = {k: c - kth for k, c in counts.items() if c > kth}
-    counts.clear()
-    counts.update(kept)
-    return kth
+def _read_names(reader: Reader, n: int) -> list[str]:
+    lengths = reader.uints(n)
+    text = reader.take(int(lengths.sum(dtype=np.uint64)))
+    names, pos = [], 0
+    try:
+        for length in lengths.tolist():
+            names.append(text[pos : pos + length].decode("utf-8", "surrogatepass"))
+            pos += length
+    except UnicodeDecodeError:
+        raise StatisticsError("corrupt categorical statistic: a value is not UTF-8") from None
+    if any(not k for k in names):
+        raise StatisticsError("corrupt categorical statistic: an empty value")
+    return names

@@ -14,11 +14,14 @@ import struct
 import zlib
 from enum import Enum
 
+import numpy as np
+
 from monitor.errors import StatisticsError
 
-__all__ = ["FORMAT_VERSION", "Tag", "header", "blob", "seal", "Reader"]
+__all__ = ["FORMAT_VERSION", "Tag", "header", "blob", "seal", "Reader", "pack_uints"]
 
-FORMAT_VERSION = 1
+#: 2: deterministic statistics (exact sums, the log-linear bucket grid, hashed category buckets).
+FORMAT_VERSION = 2
 _BLOB_LEN = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 
@@ -38,6 +41,16 @@ def header(tag: Tag) -> bytes:
 def blob(data: bytes) -> bytes:
     """``data`` prefixed with its length as a little-endian ``uint32``."""
     return _BLOB_LEN.pack(len(data)) + data
+
+
+def pack_uints(values: np.ndarray) -> bytes:
+    """Non-negative integers (< 2**64) as one width byte W then W little-endian bytes each, W the
+    fewest bytes that hold the largest (0 when all are zero). Vectorised; the same values always
+    give the same bytes."""
+    v = np.ascontiguousarray(values, dtype="<u8")
+    top = int(v.max()) if v.shape[0] else 0
+    width = (top.bit_length() + 7) // 8
+    return bytes((width,)) + v.view(np.uint8).reshape(-1, 8)[:, :width].tobytes()
 
 
 def seal(body: bytes) -> bytes:
@@ -80,6 +93,19 @@ class Reader:
     def blob(self) -> bytes:
         (n,) = self.unpack(_BLOB_LEN)
         return self.take(n)
+
+    def uints(self, n: int) -> np.ndarray:
+        """``n`` integers written by :func:`pack_uints` (as uint64)."""
+        (width,) = self.take(1)
+        if width > 8:
+            raise StatisticsError(f"corrupt statistic: integer width {width}")
+        raw = np.frombuffer(self.take(n * width), dtype=np.uint8).reshape(n, width)
+        out = np.zeros((n, 8), dtype=np.uint8)
+        out[:, :width] = raw
+        values = out.view("<u8").reshape(n)
+        if width and n and int(values.max()).bit_length() <= 8 * (width - 1):
+            raise StatisticsError("corrupt statistic: integers not in their shortest width")
+        return values.astype(np.uint64)
 
     def finish(self) -> None:
         if self._pos != len(self._data):

@@ -1,20 +1,25 @@
-"""Mergeable statistics of one numeric feature: exact moments plus a KLL quantile sketch.
+"""Mergeable statistics of one numeric feature: exact moments and a deterministic bucket grid.
 
-Exact parts (``count``, ``missing``, ``nonfinite``, ``sum``, ``mean``, ``m2``, ``min``, ``max``)
-are computed with numpy reductions per batch and combined with the parallel formula of
-Chan, Golub and LeVeque ("Updating formulae and a pairwise algorithm for computing sample
-variances", 1979/1983)::
+Everything here is a function of the multiset of values, so the same rows give byte-identical
+``to_bytes()`` whatever the batching of :meth:`NumericStats.update` and however partial
+statistics are split and merged (one per Kafka partition, in any order and grouping).
 
-    n     = n_a + n_b,    delta = mean_b - mean_a
-    mean  = mean_a + delta * n_b / n
-    M2    = M2_a + M2_b + delta**2 * n_a * n_b / n
+* **Moments.** The sum and the sum of squares are kept *exactly*, as integers in units of
+  ``2**-1074`` and ``2**-2148`` (:mod:`monitor.stats.exact`); ``mean``, ``m2`` and ``variance``
+  are the correctly rounded values of the exact ones, so they are as accurate as float64 allows
+  and do not depend on the order values arrived in.
+* **Distribution.** A log-linear bucket grid (:mod:`monitor.stats.grid`): exact while at most
+  ``bins`` distinct values were seen, then the finest grid on which the values fit in ``bins``
+  buckets, each keeping its count, its two end values and their counts.
 
-(the pair is put in a canonical order first, so merging is exactly commutative).
-Quantiles, CDFs and histograms come from an Apache DataSketches KLL sketch (Karnin, Lang,
-Liberty 2016) fed with the finite values of each batch in one vectorised call.
+Error bounds (stated, and exposed as :attr:`NumericStats.rank_error`): every CDF answer is
+within ``rank_error`` of the true fraction (a hard bound, not a confidence level): the largest
+share of values lying strictly inside one bucket. Quantiles lie inside the bucket that holds
+their rank, so a quantile is within the bucket's own value range (relative width at most
+``2**(shift - 52)``) of the true one.
 
 Missing values are ``None``/NaN; ``+-inf`` are counted apart in ``nonfinite`` and kept out of
-the moments and the sketch.
+the moments and the buckets.
 """
 
 from __future__ import annotations
@@ -26,16 +31,21 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-from datasketches import kll_doubles_sketch
+from fractions import Fraction
 
 from monitor.errors import ConfigError, SchemaError, StatisticsError
+from monitor.stats import grid
 from monitor.stats.codec import Reader, Tag, blob, header, seal
+from monitor.stats.exact import SQUARE_UNIT_EXP, SUM_UNIT_EXP, exact_moments, int_from_bytes, int_to_bytes
 
-__all__ = ["NumericStats", "to_float_array", "DEFAULT_K"]
+__all__ = ["NumericStats", "to_float_array", "DEFAULT_BINS", "BASELINE_BINS", "MIN_BINS", "MAX_BINS"]
 
-DEFAULT_K = 200
-_MIN_K, _MAX_K = 8, 65535
-_FIELDS = struct.Struct("<HQQQddddd")  # k, count, missing, nonfinite, sum, mean, m2, min, max
+#: Buckets of a window's numeric feature: exact up to this many distinct values.
+DEFAULT_BINS = 2048
+#: Buckets of a training baseline's numeric feature (compared with every window, built once).
+BASELINE_BINS = 32768
+MIN_BINS, MAX_BINS = 8, 1 << 24
+_FIELDS = struct.Struct("<IQQQ")  # bins, count, missing, nonfinite
 _MISSING_TYPES = (type(None), type(pd.NA))
 
 
@@ -79,33 +89,28 @@ def to_float_array(values: Any, *, feature: str | None = None) -> np.ndarray:
         raise SchemaError("a number is out of the float64 range", feature=feature) from None
 
 
-def _nan_eq(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
 class NumericStats:
-    """Count, missing, non-finite, sum, mean, M2, min, max and a KLL sketch of one numeric feature."""
+    """Count, missing, non-finite, exact sum and sum of squares, and the bucket grid of one
+    numeric feature (see the module docstring)."""
 
-    __slots__ = ("_k", "_count", "_missing", "_nonfinite", "_sum", "_mean", "_m2", "_min", "_max", "_sketch")
+    __slots__ = ("_bins", "_count", "_missing", "_nonfinite", "_sum", "_squares", "_buckets", "_shape")
 
-    def __init__(self, k: int = DEFAULT_K) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or not _MIN_K <= k <= _MAX_K:
-            raise ConfigError(f"KLL k must be an int in [{_MIN_K}, {_MAX_K}], got {k!r}", field="k")
-        self._k = k
+    def __init__(self, bins: int = DEFAULT_BINS) -> None:
+        if isinstance(bins, bool) or not isinstance(bins, int) or not MIN_BINS <= bins <= MAX_BINS:
+            raise ConfigError(f"bins must be an int in [{MIN_BINS}, {MAX_BINS}], got {bins!r}", field="bins")
+        self._bins = bins
         self._count = 0
         self._missing = 0
         self._nonfinite = 0
-        self._sum = 0.0
-        self._mean = 0.0
-        self._m2 = 0.0
-        self._min = math.nan
-        self._max = math.nan
-        self._sketch = kll_doubles_sketch(k)
+        self._sum = 0  # exact, in units of 2**-1074
+        self._squares = 0  # exact, in units of 2**-2148
+        self._buckets = grid.EMPTY
+        self._shape: grid.Shape | None = None
 
     # -- exact parts ---------------------------------------------------------------------------
     @property
-    def k(self) -> int:
-        return self._k
+    def bins(self) -> int:
+        return self._bins
 
     @property
     def count(self) -> int:
@@ -127,21 +132,27 @@ class NumericStats:
 
     @property
     def sum(self) -> float:
-        return self._sum
+        return _ratio(self._sum, 1 << SUM_UNIT_EXP) if self._count else 0.0
 
     @property
     def mean(self) -> float:
-        return self._mean if self._count else math.nan
+        return _ratio(self._sum, self._count << SUM_UNIT_EXP) if self._count else math.nan
 
     @property
     def m2(self) -> float:
-        """Sum of squared deviations from the mean."""
-        return self._m2
+        """Sum of squared deviations from the mean (correctly rounded from the exact sums)."""
+        n = self._count
+        if n == 0:
+            return 0.0
+        return _ratio(n * self._squares - self._sum * self._sum, n << SQUARE_UNIT_EXP)
 
     @property
     def variance(self) -> float:
         """Sample variance (ddof=1); NaN with fewer than two values."""
-        return self._m2 / (self._count - 1) if self._count > 1 else math.nan
+        n = self._count
+        if n < 2:
+            return math.nan
+        return _ratio(n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP)
 
     @property
     def std(self) -> float:
@@ -149,11 +160,21 @@ class NumericStats:
 
     @property
     def min(self) -> float:
-        return self._min
+        return float(grid.values_of(self._buckets.lo[:1])[0]) if self._count else math.nan
 
     @property
     def max(self) -> float:
-        return self._max
+        return float(grid.values_of(self._buckets.hi[-1:])[0]) if self._count else math.nan
+
+    @property
+    def shift(self) -> int:
+        """The grid level: 0 while exact; a bucket keeps the top ``52 - shift`` mantissa bits."""
+        return self._buckets.shift
+
+    @property
+    def is_exact(self) -> bool:
+        """True while every distinct value has its own exact count (``rank_error`` is then 0)."""
+        return self._buckets.shift == 0
 
     def is_empty(self) -> bool:
         return self.total == 0
@@ -173,88 +194,87 @@ class NumericStats:
             self._missing += nan
             x = arr[finite]
             self._nonfinite += n - nan - x.shape[0]
-        nb = x.shape[0]
-        if nb == 0:
+        if x.shape[0] == 0:
             return
-        s = float(x.sum())
-        mean_b = s / nb
-        d = x - mean_b
-        m2_b = float(d @ d)
-        self._absorb_moments(nb, s, mean_b, m2_b, float(x.min()), float(x.max()))
-        self._sketch.update(x)
+        keys = grid.keys_of(x)  # a new array
+        keys.sort()
+        amax, amin = _magnitudes(keys)
+        total, squares = exact_moments(x, amax=amax, amin=amin)
+        self._sum += total
+        self._squares += squares
+        self._count += x.shape[0]
+        batch = grid.from_sorted_keys(keys, self._buckets.shift, self._bins)
+        self._buckets = grid.fit(grid.union(self._buckets, batch), self._bins)
+        self._shape = None
 
     def _add_missing(self, n: int) -> None:
         self._missing += n
 
-    def _absorb_moments(self, nb: int, s: float, mean_b: float, m2_b: float, lo: float, hi: float) -> None:
-        na = self._count
-        if na == 0:
-            self._count, self._sum, self._mean, self._m2, self._min, self._max = nb, s, mean_b, m2_b, lo, hi
-            return
-        n = na + nb
-        # Chan's update, applied from the larger side of the pair in a canonical order so that
-        # merging is exactly commutative (a.merge(b) and b.merge(a) give identical floats).
-        (n1, mean1), (n2, mean2) = sorted(((na, self._mean), (nb, mean_b)), reverse=True)
-        delta = mean2 - mean1
-        self._mean = mean1 + delta * (n2 / n)
-        self._m2 = self._m2 + m2_b + delta * delta * (na * nb / n)
-        self._sum = self._sum + s
-        self._count = n
-        self._min = min(self._min, lo)
-        self._max = max(self._max, hi)
-
     # -- merging -------------------------------------------------------------------------------
     def zero(self) -> NumericStats:
-        return NumericStats(self._k)
+        return NumericStats(self._bins)
 
     def copy(self) -> NumericStats:
         out = NumericStats.__new__(NumericStats)
         for name in self.__slots__:
-            setattr(out, name, getattr(self, name))
-        out._sketch = kll_doubles_sketch.deserialize(self._sketch.serialize())
+            setattr(out, name, getattr(self, name))  # bucket arrays are never changed in place
         return out
 
     def merge(self, other: NumericStats) -> NumericStats:
         """A new object holding both inputs; neither input changes."""
         if not isinstance(other, NumericStats):
             raise StatisticsError(f"cannot merge NumericStats with {type(other).__name__}")
-        if other._k != self._k:
-            raise StatisticsError(f"cannot merge numeric statistics with KLL k={self._k} and k={other._k}")
-        if other._count == 0:
-            out = self.copy()
-        elif self._count == 0:
-            out = other.copy()
-        else:
-            out = self.copy()
-            out._absorb_moments(other._count, other._sum, other._mean, other._m2, other._min, other._max)
-            out._sketch.merge(other._sketch)
+        if other._bins != self._bins:
+            raise StatisticsError(f"cannot merge numeric statistics with {self._bins} and {other._bins} bins")
+        out = self.copy()
         out._missing = self._missing + other._missing
         out._nonfinite = self._nonfinite + other._nonfinite
+        if other._count:
+            out._count = self._count + other._count
+            out._sum = self._sum + other._sum
+            out._squares = self._squares + other._squares
+            out._buckets = grid.fit(grid.union(self._buckets, other._buckets), self._bins)
+            out._shape = None
         return out
 
-    # -- sketch queries ------------------------------------------------------------------------
+    # -- queries -------------------------------------------------------------------------------
     @property
     def rank_error(self) -> float:
-        """Normalised rank error bound (99% confidence, all ranks of a CDF/histogram query at once)
-        of the KLL sketch; 0.0 while the sketch still holds every value (not in estimation mode)."""
-        if not self._sketch.is_estimation_mode():
-            return 0.0
-        return float(self._sketch.normalized_rank_error(True))
+        """Bound on the error of every CDF answer (a share of the values; 0.0 while exact or while
+        no bucket holds more than two distinct values). Hard bound, not a confidence level."""
+        return grid.rank_error(self._buckets)
+
+    def buckets(self) -> grid.Buckets:
+        """The bucket grid (read-only arrays)."""
+        return self._buckets
+
+    def _grid_shape(self) -> grid.Shape:
+        if self._shape is None:
+            self._shape = grid.Shape(self._buckets)
+        return self._shape
+
+    def breakpoints(self) -> np.ndarray:
+        """Sorted distinct values where the estimated CDF bends or jumps (every bucket end)."""
+        if self._count == 0:
+            return np.empty(0)
+        shape = self._grid_shape()
+        return np.unique(np.concatenate((shape.lo, shape.hi)))
 
     def quantiles(self, qs: Any) -> np.ndarray:
         """Values at normalised ranks ``qs`` (in [0, 1]): the smallest value whose fraction ``<=``
-        it reaches the rank. All NaN when there are no values."""
+        it reaches the rank (exact while :attr:`is_exact`; ``numpy.quantile(..., "inverted_cdf")``).
+        All NaN when there are no values."""
         q = np.asarray(qs, dtype=np.float64)
         if np.isnan(q).any() or (q < 0).any() or (q > 1).any():
             raise StatisticsError("quantile ranks must lie in [0, 1]")
         if self._count == 0 or q.size == 0:
             return np.full(q.shape, np.nan)
-        flat = np.asarray(self._sketch.get_quantiles(q.ravel().tolist(), True), dtype=np.float64)
+        flat = self._grid_shape().quantiles(q.ravel() * float(self._count))
         return flat.reshape(q.shape)
 
     def cdf(self, points: Any) -> np.ndarray:
-        """Estimated fraction of values ``<=`` each point; exact 0/1 outside ``[min, max]``,
-        NaN for NaN points or when there are no values."""
+        """Estimated fraction of values ``<=`` each point (within :attr:`rank_error`); exact 0/1
+        outside ``[min, max]``, NaN for NaN points or when there are no values."""
         return self._fractions(np.asarray(points, dtype=np.float64), inclusive=True)
 
     def histogram(self, edges: Any) -> np.ndarray:
@@ -276,7 +296,7 @@ class NumericStats:
         out = np.full(pts.shape, np.nan)
         if self._count == 0:
             return out
-        lo, hi = self._min, self._max
+        lo, hi = self.min, self.max
         known = ~np.isnan(pts)
         if inclusive:
             out[known & (pts < lo)] = 0.0
@@ -287,48 +307,39 @@ class NumericStats:
             out[known & (pts > hi)] = 1.0
             mid = known & (pts > lo) & (pts <= hi)
         if mid.any():
-            uniq, inverse = np.unique(pts[mid], return_inverse=True)
-            cdf = np.asarray(self._sketch.get_cdf(uniq.tolist(), inclusive), dtype=np.float64)[:-1]
-            out[mid] = np.clip(cdf, 0.0, 1.0)[inverse]
+            counts = self._grid_shape().counts_le(pts[mid], inclusive=inclusive)
+            out[mid] = np.clip(counts / self._count, 0.0, 1.0)
         return out
 
     # -- bytes ---------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        fields = _FIELDS.pack(
-            self._k, self._count, self._missing, self._nonfinite,
-            self._sum, self._mean, self._m2, self._min, self._max,
-        )  # fmt: skip
-        return seal(header(Tag.NUMERIC) + fields + blob(self._sketch.serialize()))
+        fields = _FIELDS.pack(self._bins, self._count, self._missing, self._nonfinite)
+        return seal(b"".join((header(Tag.NUMERIC), fields, blob(int_to_bytes(self._sum)),
+                              blob(int_to_bytes(self._squares)), grid.encode(self._buckets))))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         reader = Reader(data, Tag.NUMERIC)
-        k, count, missing, nonfinite, total, mean, m2, lo, hi = reader.unpack(_FIELDS)
-        raw = reader.blob()
+        bins, count, missing, nonfinite = reader.unpack(_FIELDS)
+        total, squares = int_from_bytes(reader.blob()), int_from_bytes(reader.blob())
+        buckets = grid.decode(reader)
         reader.finish()
-        try:
-            sketch = kll_doubles_sketch.deserialize(raw)
-        except Exception as exc:  # the binding raises RuntimeError/ValueError on bad bytes
-            raise StatisticsError(f"corrupt KLL sketch: {exc}") from None
-        if not _MIN_K <= k <= _MAX_K or sketch.k != k:
-            raise StatisticsError(f"inconsistent KLL k: header {k}, sketch {sketch.k}")
-        if sketch.n != count:
-            raise StatisticsError(f"inconsistent numeric statistic: count {count} but the sketch holds {sketch.n}")
+        if not MIN_BINS <= bins <= MAX_BINS or len(buckets) > bins:
+            raise StatisticsError(f"inconsistent numeric statistic: {len(buckets)} buckets for {bins} bins")
+        if buckets.total != count:
+            raise StatisticsError(f"inconsistent numeric statistic: count {count} but the buckets hold {buckets.total}")
         if count == 0:
-            if total != 0 or mean != 0 or m2 != 0 or not (math.isnan(lo) and math.isnan(hi)):
-                raise StatisticsError("inconsistent numeric statistic: moments set with no values")
-        elif not (
-            math.isfinite(lo)
-            and math.isfinite(hi)
-            and not m2 < 0
-            and lo == sketch.get_min_value()
-            and hi == sketch.get_max_value()
-        ):
-            raise StatisticsError("inconsistent numeric statistic: moments do not fit the sketch")
+            if total or squares:
+                raise StatisticsError("inconsistent numeric statistic: sums set with no values")
+        else:
+            lo = Fraction(float(grid.values_of(buckets.lo[:1])[0]))
+            hi = Fraction(float(grid.values_of(buckets.hi[-1:])[0]))
+            mean = Fraction(total, count << SUM_UNIT_EXP)
+            if not (lo <= mean <= hi) or count * squares < total * total or squares < 0:
+                raise StatisticsError("inconsistent numeric statistic: the sums do not fit the values")
         out = cls.__new__(cls)
-        out._k, out._count, out._missing, out._nonfinite = k, count, missing, nonfinite
-        out._sum, out._mean, out._m2, out._min, out._max = total, mean, m2, lo, hi
-        out._sketch = sketch
+        out._bins, out._count, out._missing, out._nonfinite = bins, count, missing, nonfinite
+        out._sum, out._squares, out._buckets, out._shape = total, squares, buckets, None
         return out
 
     # -- comparison ----------------------------------------------------------------------------
@@ -336,18 +347,38 @@ class NumericStats:
         if not isinstance(other, NumericStats):
             return NotImplemented
         return (
-            (self._k, self._count, self._missing, self._nonfinite) == (other._k, other._count, other._missing, other._nonfinite)
-            and all(_nan_eq(a, b) for a, b in zip(
-                (self._sum, self._mean, self._m2, self._min, self._max),
-                (other._sum, other._mean, other._m2, other._min, other._max),
-            ))  # fmt: skip
-            and self._sketch.serialize() == other._sketch.serialize()
+            (self._bins, self._count, self._missing, self._nonfinite, self._sum, self._squares)
+            == (other._bins, other._count, other._missing, other._nonfinite, other._sum, other._squares)
+            and self._buckets.same(other._buckets)
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (
-            f"NumericStats(k={self._k}, count={self._count}, missing={self._missing}, nonfinite={self._nonfinite}, "
-            f"mean={self.mean:.6g}, std={self.std:.6g}, min={self._min:.6g}, max={self._max:.6g})"
+            f"NumericStats(bins={self._bins}, count={self._count}, missing={self._missing}, "
+            f"nonfinite={self._nonfinite}, mean={self.mean:.6g}, std={self.std:.6g}, min={self.min:.6g}, "
+            f"max={self.max:.6g}, buckets={len(self._buckets)}, shift={self.shift})"
         )
+
+
+def _magnitudes(keys: np.ndarray) -> tuple[float, float]:
+    """Largest and smallest non-zero ``|x|`` of sorted keys (0.0, 0.0 when all are zero)."""
+    ends = grid.values_of(keys[[0, -1]])
+    amax = max(-float(ends[0]), float(ends[1]))
+    at = int(np.searchsorted(keys, 0, side="left"))  # first key >= 0
+    past = int(np.searchsorted(keys, 0, side="right"))  # first key > 0
+    near = []
+    if at > 0:
+        near.append(-float(grid.values_of(keys[at - 1 : at])[0]))
+    if past < keys.shape[0]:
+        near.append(float(grid.values_of(keys[past : past + 1])[0]))
+    return amax, (min(near) if near else 0.0)
+
+
+def _ratio(num: int, den: int) -> float:
+    """``num / den`` correctly rounded (Python's int true division), +-inf past the float range."""
+    try:
+        return num / den
+    except OverflowError:
+        return math.copysign(math.inf, num)

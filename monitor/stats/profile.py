@@ -16,7 +16,7 @@ from monitor.schema import FeatureSpec, specs_from_dicts, specs_to_dicts
 from monitor.stats.categorical import DEFAULT_CAPACITY, CategoricalStats, Tally, tally
 from monitor.stats.codec import Reader, Tag, blob, header, seal
 from monitor.stats.instances import columns_from_instances, unknown_feature_counts
-from monitor.stats.numeric import DEFAULT_K, NumericStats, to_float_array
+from monitor.stats.numeric import DEFAULT_BINS, NumericStats, to_float_array
 
 __all__ = ["Profile", "FeatureStats"]
 
@@ -33,7 +33,7 @@ class Profile:
 
     __slots__ = ("_specs", "_rows", "_features", "_unknown")
 
-    def __init__(self, specs: Sequence[FeatureSpec], *, k: int = DEFAULT_K, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, specs: Sequence[FeatureSpec], *, bins: int = DEFAULT_BINS, capacity: int = DEFAULT_CAPACITY) -> None:
         specs = tuple(specs)
         if not all(isinstance(s, FeatureSpec) for s in specs):
             raise SchemaError("specs must be FeatureSpec objects")
@@ -44,13 +44,15 @@ class Profile:
         self._specs = specs
         self._rows = 0
         self._features: dict[str, FeatureStats] = {
-            s.name: NumericStats(k) if s.kind == "numeric" else CategoricalStats(capacity) for s in specs
+            s.name: NumericStats(bins) if s.kind == "numeric" else CategoricalStats(capacity) for s in specs
         }
         self._unknown: Counter[str] = Counter()
 
     @classmethod
-    def empty(cls, specs: Sequence[FeatureSpec], *, k: int = DEFAULT_K, capacity: int = DEFAULT_CAPACITY) -> Self:
-        return cls(specs, k=k, capacity=capacity)
+    def empty(cls, specs: Sequence[FeatureSpec], *, bins: int = DEFAULT_BINS, capacity: int = DEFAULT_CAPACITY) -> Self:
+        """An empty profile: numeric features get ``bins`` buckets, categorical ones ``capacity``
+        exact values (windows: the defaults; baselines: ``BASELINE_BINS``/``BASELINE_CAPACITY``)."""
+        return cls(specs, bins=bins, capacity=capacity)
 
     # -- reading -------------------------------------------------------------------------------
     @property

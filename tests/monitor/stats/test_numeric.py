@@ -1,15 +1,17 @@
-"""NumericStats against numpy oracles, sketch queries within the KLL rank error, bad input, size."""
+"""NumericStats against numpy and exact-rational oracles, bucket queries within the stated rank
+error, determinism across batchings and merges, bad input, size."""
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from monitor.errors import ConfigError, SchemaError, StatisticsError
-from monitor.stats import CategoricalStats, NumericStats, to_float_array
+from monitor.stats import FORMAT_VERSION, CategoricalStats, NumericStats, to_float_array
 
 RNG_SEED = 20261126
 
@@ -21,12 +23,12 @@ def data(kind: str, n: int, seed: int = RNG_SEED) -> np.ndarray:
     if kind == "lognormal":
         return rng.lognormal(0.0, 2.0, n)  # heavy right tail
     if kind == "ints":
-        return rng.integers(-50, 50, n).astype(np.float64)  # many ties
+        return rng.integers(-5000, 5000, n).astype(np.float64)  # many ties, more values than buckets
     raise ValueError(kind)
 
 
-def fed(values: np.ndarray, batches: int, k: int = 200) -> NumericStats:
-    s = NumericStats(k)
+def fed(values: np.ndarray, batches: int, bins: int = 2048) -> NumericStats:
+    s = NumericStats(bins)
     for part in np.array_split(values, batches):
         s.update(part)
     return s
@@ -44,6 +46,22 @@ def test_exact_parts_match_numpy(kind: str, batches: int) -> None:
     assert s.m2 == pytest.approx(np.var(x) * x.size, rel=1e-9)
     assert s.sum == pytest.approx(np.sum(x), rel=1e-9)
     assert (s.min, s.max) == (np.min(x), np.max(x))
+
+
+def test_moments_are_the_correctly_rounded_exact_values() -> None:
+    """Oracle: exact rational arithmetic on the same doubles (fractions.Fraction)."""
+    rng = np.random.default_rng(2)
+    cases = [rng.normal(1e4, 3.0, 400), rng.lognormal(0, 3, 400), rng.integers(-9, 9, 50).astype(np.float64),
+             np.array([1e150, -1e150, 1e-300, 5e-324, 1.0, 0.0, -0.0]), np.array([1.7e9 + 0.25 * i for i in range(300)])]
+    for x in cases:
+        s = NumericStats()
+        for part in np.array_split(x, 3):
+            s.update(part)
+        exact = [Fraction(v) for v in x.tolist()]
+        mean = sum(exact) / len(exact)
+        m2 = sum((v - mean) ** 2 for v in exact)
+        assert s.mean == float(mean) and s.m2 == float(m2) and s.variance == float(m2 / (len(x) - 1))
+        assert s.sum == float(sum(exact))
 
 
 def test_merged_parts_match_numpy() -> None:
@@ -104,20 +122,20 @@ def true_rank(sorted_x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @pytest.mark.parametrize("kind", ["normal", "lognormal", "ints"])
-def test_quantiles_within_rank_error(kind: str) -> None:
+def test_quantiles_within_their_buckets(kind: str) -> None:
     x = data(kind, 200_000)
     s = fed(x, 20)
+    assert not s.is_exact and len(s.buckets()) <= s.bins
     eps = s.rank_error
-    assert 0 < eps < 0.02  # estimation mode, k=200
+    assert 0 <= eps < 0.01
     qs = np.linspace(0, 1, 101)
     v = s.quantiles(qs)
     below, upto = true_rank(np.sort(x), v)
-    assert (below - eps <= qs).all() and (qs <= upto + eps).all()
-    # numpy's quantiles agree within the same rank error
-    np_q = np.quantile(x, qs)
-    lo, hi = true_rank(np.sort(x), np_q)
-    # the values may differ (interpolation, ties); the ranks they stand for may not
-    assert (np.maximum(below, lo) - np.minimum(upto, hi) <= 2 * eps).all()
+    assert (below - eps <= qs + 1e-12).all() and (qs <= upto + eps + 1e-12).all()
+    # every quantile lies within one bucket (relative width 2**(shift - 52)) of numpy's
+    np_q = np.quantile(x, qs, method="inverted_cdf")
+    width = np.maximum(np.abs(np_q), np.abs(v)) * 2.0 ** (s.shift - 52)
+    assert (np.abs(v - np_q) <= width + 1e-300).all()
 
 
 def test_exact_sketch_matches_numpy_exactly() -> None:
@@ -139,6 +157,7 @@ def test_cdf_and_histogram_within_rank_error(kind: str) -> None:
     x = data(kind, 300_000, seed=7)
     s = fed(x, 30)
     eps = s.rank_error
+    assert eps > 0
     xs = np.sort(x)
     points = np.quantile(x, np.linspace(0.01, 0.99, 50))
     _, truth = true_rank(xs, points)
@@ -167,14 +186,14 @@ def test_bad_values_raise_schema_error() -> None:
 
 
 def test_bad_config_and_queries() -> None:
-    for k in (0, 7, 70000, 2.5, True):
+    for bins in (0, 7, 2**25, 2.5, True):
         with pytest.raises(ConfigError) as info:
-            NumericStats(k)
-        assert info.value.field == "k"
+            NumericStats(bins)
+        assert info.value.field == "bins"
     s = NumericStats()
     s.update([1.0, 2.0])
     with pytest.raises(StatisticsError):
-        s.merge(NumericStats(k=100))
+        s.merge(NumericStats(bins=100))
     with pytest.raises(StatisticsError):
         s.merge(CategoricalStats())  # type: ignore[arg-type]
     for qs in ([-0.1], [1.5], [np.nan]):
@@ -189,13 +208,14 @@ def serialized(values: np.ndarray) -> bytes:
     return fed(values, max(1, values.size // 50_000)).to_bytes()
 
 
-def test_corrupt_bytes_raise_statistics_error() -> None:
-    raw = serialized(data("normal", 5_000))
-    assert raw[0] == 1 and raw[1:2] == b"N"
+@pytest.mark.parametrize("kind", ["normal", "ints"])
+def test_corrupt_bytes_raise_statistics_error(kind: str) -> None:
+    raw = serialized(data(kind, 5_000))
+    assert raw[0] == 2 and raw[1:2] == b"N"
     bad_inputs = [
         b"",
         b"\x01",
-        bytes([2]) + raw[1:],  # unknown format version
+        bytes([FORMAT_VERSION + 1]) + raw[1:],  # unknown format version
         raw[:1] + b"C" + raw[2:],  # wrong type tag
         raw + b"\x00",  # trailing byte
         "not bytes",
@@ -210,13 +230,86 @@ def test_corrupt_bytes_raise_statistics_error() -> None:
         with pytest.raises(StatisticsError):
             NumericStats.from_bytes(bad)  # type: ignore[arg-type]
     with pytest.raises(StatisticsError, match="version"):
-        NumericStats.from_bytes(bytes([9]) + raw[1:])
+        NumericStats.from_bytes(bytes([1]) + raw[1:])  # the KLL format of version 1
 
 
-def test_serialized_size_stays_bounded() -> None:
-    """A numeric feature's state is a few KB and grows only logarithmically with the rows."""
+def test_serialized_size_is_bounded_by_bins() -> None:
+    """Past ``bins`` distinct values the state stops growing with the rows."""
     x = data("lognormal", 1_000_000, seed=11)
     size_100k = len(serialized(x[:100_000]))
     size_1m = len(serialized(x))
-    assert size_1m < 16 * 1024  # 1M rows -> about 5 KB with k=200 (brief's ceiling: 64 KB)
-    assert size_1m - size_100k < 2 * 1024
+    assert size_1m < 40 * 1024  # 2048 buckets: ids, counts, both ends and their counts
+    assert abs(size_1m - size_100k) < 4 * 1024
+    small = NumericStats(bins=64)
+    small.update(x)
+    assert len(small.to_bytes()) < 2 * 1024
+
+
+@pytest.mark.parametrize("kind", ["normal", "lognormal", "ints", "spikes"])
+@pytest.mark.parametrize("bins", [8, 64, 2048])
+def test_same_values_same_bytes_whatever_the_batching_and_merging(kind: str, bins: int) -> None:
+    rng = np.random.default_rng(bins)
+    x = data(kind, 20_000) if kind != "spikes" else np.where(rng.random(20_000) < 0.3, 0.0,
+                                                             np.minimum(rng.exponential(10, 20_000), 40.0))
+    whole = NumericStats(bins)
+    whole.update(x)
+    for _ in range(4):
+        shuffled = rng.permutation(x)
+        parts = np.split(shuffled, np.sort(rng.integers(0, x.size, int(rng.integers(1, 30)))))
+        sequential = NumericStats(bins)
+        partials = []
+        for part in parts:
+            sequential.update(part)
+            p = NumericStats(bins)
+            p.update(part)
+            partials.append(p)
+        rng.shuffle(partials)
+        while len(partials) > 1:  # a random merge tree
+            i = int(rng.integers(0, len(partials) - 1))
+            partials[i : i + 2] = [partials[i].merge(partials[i + 1])]
+        assert sequential.to_bytes() == whole.to_bytes()
+        assert partials[0].to_bytes() == whole.to_bytes()
+
+
+def test_small_integers_stay_exact() -> None:
+    """Hours, counts: few distinct values are kept exactly however many rows there are."""
+    rng = np.random.default_rng(1)
+    hours = rng.integers(0, 24, 500_000).astype(np.float64)
+    s = NumericStats(bins=64)
+    s.update(hours)
+    assert s.is_exact and s.rank_error == 0.0
+    np.testing.assert_array_equal(s.histogram(np.arange(25.0) - 0.5), np.bincount(hours.astype(int), minlength=24))
+    counts = rng.poisson(300, 200_000).astype(np.float64)  # ~200 distinct values in 64 buckets
+    c = NumericStats(bins=64)
+    c.update(counts)
+    assert not c.is_exact
+    xs = np.sort(counts)
+    points = np.unique(counts)
+    truth = np.searchsorted(xs, points, "right") / xs.size
+    assert np.abs(c.cdf(points) - truth).max() <= c.rank_error + 1e-12
+
+
+def test_spike_at_zero_and_top_coded_maximum_are_exact_point_masses() -> None:
+    rng = np.random.default_rng(3)
+    delays = np.where(rng.random(100_000) < 0.4, 0.0, rng.lognormal(2, 1.5, 100_000))
+    capped = np.minimum(rng.normal(60, 25, 100_000), 100.0)  # 5% top-coded at 100
+    for x in (delays, capped):
+        s = NumericStats(bins=256)
+        s.update(x)
+        assert not s.is_exact
+        for v in (0.0, 100.0):
+            if (x == v).any():
+                below = float(np.diff(s.cdf([np.nextafter(v, -np.inf), v]))[0])
+                assert below == pytest.approx(float((x == v).mean()), abs=1e-12)  # the spike, exactly
+
+
+def test_far_from_zero_with_small_spread_keeps_resolution() -> None:
+    """290 +- 10: relative buckets must still resolve the spread (a KS of 0.1 is 0.25 sd)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(290, 10, 200_000)
+    s = NumericStats()
+    s.update(x)
+    assert s.rank_error < 0.005
+    xs = np.sort(x)
+    points = np.quantile(x, np.linspace(0.01, 0.99, 99))
+    assert np.abs(s.cdf(points) - np.searchsorted(xs, points, "right") / xs.size).max() < 0.001

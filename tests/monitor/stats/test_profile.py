@@ -15,7 +15,7 @@ import pytest
 
 from monitor.errors import SchemaError, StatisticsError
 from monitor.schema import FeatureSpec
-from monitor.stats import CategoricalStats, NumericStats, Profile, columns_from_instances
+from monitor.stats import FORMAT_VERSION, CategoricalStats, NumericStats, Profile, columns_from_instances
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "bike_sharing_hourly.csv"
 NUMERIC = ("temp", "atemp", "hum", "windspeed")
@@ -141,7 +141,7 @@ def test_merge_with_different_specs_fails() -> None:
     with pytest.raises(StatisticsError):
         a.merge(Profile.empty(SPECS[:-1]))
     with pytest.raises(StatisticsError):
-        a.merge(Profile.empty(SPECS, k=100))
+        a.merge(Profile.empty(SPECS, bins=100))
     with pytest.raises(StatisticsError):
         a.merge(NumericStats())  # type: ignore[arg-type]
     with pytest.raises(SchemaError):
@@ -158,7 +158,7 @@ def test_bytes_round_trip_and_corruption(bikes: pd.DataFrame) -> None:
     assert back == p and back.to_bytes() == raw and back.specs == SPECS
     assert back.unknown_features == p.unknown_features
     rng = np.random.default_rng(6)
-    bad_inputs = [raw[:cut] for cut in rng.integers(0, len(raw), 100)] + [raw + b"\x00", bytes([2]) + raw[1:]]
+    bad_inputs = [raw[:cut] for cut in rng.integers(0, len(raw), 100)] + [raw + b"\x00", bytes([FORMAT_VERSION + 1]) + raw[1:]]
     for pos in rng.integers(0, len(raw), 100):
         flipped = bytearray(raw)
         flipped[pos] ^= 0xFF
