@@ -78,8 +78,10 @@ def _categorical(col: list[Any], name: str, bad: set[int], errors: list[str]) ->
     types = set(map(type, col))
     arr = np.empty(len(col), dtype=object)
     if types <= _CATEGORICAL_OK:
-        if str in types and any(len(v) > MAX_CATEGORY_CHARS for v in col if type(v) is str):
-            col = [clip_category(v) if type(v) is str else v for v in col]
+        if str in types:  # look at distinct values only: a column holds few of them
+            long = {v: clip_category(v) for v in set(col) if type(v) is str and len(v) > MAX_CATEGORY_CHARS}
+            if long:
+                col = [long.get(v, v) if type(v) is str else v for v in col]
         arr[:] = col
         return arr
     for i, v in enumerate(col):

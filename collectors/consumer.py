@@ -106,6 +106,7 @@ class PartialStage:
         self._checkpointer = _Checkpointer(store, self.topic)
         self._pending_commit = False
         self._last_full_report = 0.0
+        self.first_record_ms: int | None = None  # when this stage first got a record (benchmarks read it)
 
     # -- Kafka clients -------------------------------------------------------------------------
     def _clients(self):
@@ -351,6 +352,9 @@ class PartialStage:
                         continue
                     kind, ts = m.timestamp()
                     self._emit(m.partition(), proc.add(m.value(), m.offset(), ts if kind != 0 else None))
+                if messages and self.first_record_ms is None:
+                    self.first_record_ms = self._wall()
+                    log.info("first record consumed at %d (epoch ms)", self.first_record_ms)
                 self.counts["records"] += len(messages)
                 producer.poll(0)
                 if time.monotonic() - last_tick >= _TICK_S:

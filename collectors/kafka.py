@@ -76,8 +76,28 @@ class Statistics:
             return {k: v.lag for k, v in self._partitions.items()}
 
 
-def _error_cb(err: Any) -> None:
-    log.warning("kafka: %s", err)
+class _ErrorLog:
+    """librdkafka's errors (its own log is off): one line per ``every_s`` with a count of the others,
+    so a broker outage is visible without flooding the log."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self._last = -1e18
+        self._quiet = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, err: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.every_s:
+                self._quiet += 1
+                return
+            quiet, self._quiet, self._last = self._quiet, 0, now
+        more = f" ({quiet} more since the last report)" if quiet else ""
+        log.warning("kafka: %s%s", err, more)
+
+
+_error_cb = _ErrorLog()
 
 
 def consumer_config(settings: Settings, group: str, *, stats: Statistics | None = None,
@@ -98,7 +118,7 @@ def consumer_config(settings: Settings, group: str, *, stats: Statistics | None 
         "max.partition.fetch.bytes": 16 << 20,
         "fetch.wait.max.ms": 100,
         "error_cb": _error_cb,
-        "log_level": 3,
+        "log_level": 0,
     }
     if stats is not None:
         conf["statistics.interval.ms"] = 1000
@@ -121,7 +141,7 @@ def producer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "queue.buffering.max.kbytes": 256 << 10,
         "partitioner": "murmur2_random",
         "error_cb": _error_cb,
-        "log_level": 3,
+        "log_level": 0,
     }
 
 
@@ -129,7 +149,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create the topics (name -> partitions) that do not exist; idempotent, never raises for existing ones."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 3})
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 0, "error_cb": _error_cb})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing]
     if not wanted:

@@ -100,7 +100,7 @@ class MergeStage:
         worker.start()
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers, "log_level": 3})
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers, "log_level": 0})
         paused = False
         last_commit = last_meta = last_hw = 0.0
         try:

@@ -12,17 +12,16 @@ Closing gives a :class:`ClosedPartial`: the window key, its identity in the sour
 (first and last offset of the records it holds) and the byte-stable profiles. The merge stage
 merges the partials of a window from every partition.
 
-Dedup memory is bounded: at most ``max_request_ids`` ids per partial (8-byte hashes in a set,
-about 70 bytes each in CPython: 200,000 ids is about 14 MB); beyond that duplicates are no
-longer detected and ``dedup_overflow`` counts the records that went unchecked. A hash collision
-between two distinct requests (probability about n^2 / 2^65: 1e-9 at 200,000 ids) would count
-one as a duplicate.
+Dedup is exact (the request ids themselves are kept, so there are no false positives) and its
+memory is bounded: at most ``max_request_ids`` ids per partial, about 100 bytes each in CPython
+for a uuid4 (200,000 ids is about 20 MB); beyond that duplicates are no longer detected and
+``dedup_overflow`` counts the records that went unchecked.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
+import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,9 +41,8 @@ _MAX_ERRORS = 20
 
 
 def record_hash(request_id: str, part: int) -> int:
-    """64-bit hash of a request part: the dedup key and the sampling priority (stable across processes)."""
-    digest = hashlib.blake2b(f"{request_id}\x00{part}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    """The sampling priority of a request part: 32-bit CRC, stable across processes (ties: request id)."""
+    return zlib.crc32(request_id.encode("utf-8", "surrogatepass"), part)
 
 
 def _clip_values(values: Sequence[Any]) -> list[Any]:
@@ -87,18 +85,18 @@ class OpenPartial:
         self.records = self.duplicates = self.late = self.rows = self.invalid = self.dedup_overflow = 0
         self.errors: list[str] = []
         self._seen: set[int] = set()
-        self._sample: list[tuple[int, int, dict[str, Any]]] = []  # max-heap by -priority
+        self._sample: list[tuple[int, int, LoggedRecord]] = []  # max-heap by -priority
         self._sample_records = sample_records
         self._max_ids = max_request_ids
 
-    def add(self, record: LoggedRecord, offset: int, *, late: bool, digest: int | None = None) -> bool:
+    def add(self, record: LoggedRecord, offset: int, *, late: bool) -> bool:
         """Fold in one record read at ``offset``; False (and counted) when it is a duplicate."""
-        h = record_hash(record.request_id, record.part) if digest is None else digest
-        if h in self._seen:
+        ident = record.request_id if record.parts == 1 else (record.request_id, record.part)
+        if ident in self._seen:
             self.duplicates += 1
             return False
         if len(self._seen) < self._max_ids:
-            self._seen.add(h)
+            self._seen.add(ident)
         else:
             self.dedup_overflow += 1
         if self.first_offset is None or offset < self.first_offset:
@@ -121,23 +119,26 @@ class OpenPartial:
             buf.extend(col if col is not None else [None] * n)
         self._pending_rows += n
         if self._sample_records:
-            self._offer_sample(h, record)
+            self._offer_sample(record_hash(record.request_id, record.part), record)
         if self._pending_rows >= _FLUSH_ROWS:
             self.flush()
         return True
 
     def _offer_sample(self, h: int, record: LoggedRecord) -> None:
         sample = self._sample
-        if len(sample) >= self._sample_records and -sample[0][0] <= h:
-            return
-        entry = {"columns": {s.name: _clip_values(record.columns[s.name]) for s in self.specs if s.name in record.columns},
-                 "outputs": {s.name: _clip_values(record.outputs[s.name]) for s in self.output_specs
-                             if s.name in record.outputs}}
-        item = (-h, record.part, entry)
+        rank = (h, record.request_id, record.part)
+        if len(sample) >= self._sample_records and _Neg(rank) <= sample[0][0]:
+            return  # no better than the worst one kept
+        item = (_Neg(rank), record.part, record)  # the record itself: only the survivors are copied, at close
         if len(sample) < self._sample_records:
             heapq.heappush(sample, item)
         else:
             heapq.heapreplace(sample, item)
+
+    def _entry(self, record: LoggedRecord) -> dict[str, Any]:
+        return {"columns": {s.name: _clip_values(record.columns[s.name]) for s in self.specs if s.name in record.columns},
+                "outputs": {s.name: _clip_values(record.outputs[s.name]) for s in self.output_specs
+                            if s.name in record.outputs}}
 
     def flush(self) -> None:
         if not self._pending_rows:
@@ -166,7 +167,8 @@ class OpenPartial:
 
     def close(self, source_topic: str, source_partition: int) -> ClosedPartial:
         self.flush()
-        sample = sorted(((-neg, part, entry) for neg, part, entry in self._sample), key=lambda x: (x[0], x[1]))
+        sample = sorted(((neg.rank[0], neg.rank[1], part, self._entry(record)) for neg, part, record in self._sample),
+                        key=lambda x: (x[0], x[1], x[2]))
         return ClosedPartial(
             key=self.key, end_ms=self.end_ms, source_topic=source_topic, source_partition=source_partition,
             first_offset=int(self.first_offset if self.first_offset is not None else -1),
@@ -174,14 +176,33 @@ class OpenPartial:
             counts=WindowCounts(rows=self.rows, records=self.records, invalid_instances=self.invalid,
                                 late_records=self.late, duplicate_records=self.duplicates, partials=1),
             features=self.features.to_bytes(), outputs=self.outputs.to_bytes(),
-            sample=orjson.dumps([[p, part, entry] for p, part, entry in sample]), errors=tuple(self.errors),
+            sample=orjson.dumps([[p, rid, part, entry] for p, rid, part, entry in sample]), errors=tuple(self.errors),
         )
 
 
+class _Neg:
+    """Reverses the order of a rank, so ``heapq`` (a min-heap) keeps the smallest ranks."""
+
+    __slots__ = ("rank",)
+
+    def __init__(self, rank: tuple) -> None:
+        self.rank = rank
+
+    def __lt__(self, other: "_Neg") -> bool:
+        return self.rank > other.rank
+
+    def __le__(self, other: "_Neg") -> bool:
+        return self.rank >= other.rank
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Neg) and self.rank == other.rank
+
+
 def merge_samples(samples: Sequence[bytes], limit: int) -> list[list[Any]]:
-    """The ``limit`` entries with the smallest priority over several partial samples (order-free)."""
+    """The ``limit`` entries with the smallest (priority, request id, part) over several partial samples:
+    the same whatever the partials were (order-free)."""
     entries = [e for raw in samples if raw for e in orjson.loads(raw)]
-    entries.sort(key=lambda e: (e[0], e[1]))
+    entries.sort(key=lambda e: (e[0], e[1], e[2]))
     return entries[:limit]
 
 
@@ -190,7 +211,7 @@ def sample_table(entries: Sequence[Sequence[Any]], max_rows: int = 1000) -> tupl
     columns: dict[str, list[Any]] = {}
     outputs: dict[str, list[Any]] = {}
     rows = 0
-    for _, _, entry in entries:
+    for *_, entry in entries:
         cols, outs = entry.get("columns", {}), entry.get("outputs", {})
         n = max((len(v) for v in (*cols.values(), *outs.values())), default=0)
         take = min(n, max_rows - rows)

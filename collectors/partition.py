@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from collectors.clock import Admitted, Expired, StreamClock
-from collectors.partials import ClosedPartial, OpenPartial, record_hash
+from collectors.partials import ClosedPartial, OpenPartial
 from monitor.errors import RecordError, TimeError
 from monitor.keys import ALL_TRAFFIC, WindowKey
 from monitor.record import DeadLetterReason, LoggedRecord, decode_record
@@ -247,8 +247,7 @@ class PartitionProcessor:
                                                     sample_records=t.sample_records,
                                                     max_request_ids=t.max_request_ids)
             self._by_model[key.model].add(key)
-        digest = record_hash(record.request_id, record.part)
-        if partial.add(record, offset, late=late, digest=digest):
+        if partial.add(record, offset, late=late):
             self.counts["accepted"] += 1
         else:
             self.counts["duplicate"] += 1

@@ -197,9 +197,18 @@ class CollectorProcess:
             return ""
 
 
+_LIVE: list["Deployment"] = []  # every deployment of the running test, stopped at its teardown
+
+
+def stop_live() -> None:
+    while _LIVE:
+        _LIVE.pop().stop_all()
+
+
 @dataclass
 class Deployment:
-    """The collectors of one scenario: shared settings, one store, several processes."""
+    """The collectors of one scenario: shared settings, one store, several processes (all stopped when the
+    test ends, pass or fail: see ``stop_live``)."""
 
     bootstrap: str
     models_dir: Path
@@ -207,6 +216,9 @@ class Deployment:
     group: str
     extra: dict[str, str] = field(default_factory=dict)
     processes: list[CollectorProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _LIVE.append(self)
 
     def env(self, **more: str) -> dict[str, str]:
         base = {

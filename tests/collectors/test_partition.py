@@ -216,3 +216,21 @@ def test_a_crash_replayed_from_a_checkpoint_gives_the_same_partials():
         for ident, p in expected.items():
             assert got[ident].counts == p.counts
             assert Profile.from_bytes(got[ident].features)["x"].sum == Profile.from_bytes(p.features)["x"].sum
+
+
+def test_the_row_sample_does_not_depend_on_how_records_were_split():
+    from collectors.partials import merge_samples
+
+    values = [encode_record(rec(i * 0.1, rows(2, i), rid=f"s{i}")) for i in range(300)]
+    values.append(encode_record(rec(70, rows(1), rid="close1")))
+    values.append(encode_record(rec(71, rows(1), rid="close2")))
+    whole = PartitionProcessor("t", 0, timing(sample_records=7), resolve, wall=Wall())
+    (one,) = published(feed(whole, values))
+    halves = []
+    for parity in (0, 1):
+        proc = PartitionProcessor("t", parity, timing(sample_records=7), resolve, wall=Wall())
+        mine = [v for i, v in enumerate(values[:300]) if i % 2 == parity] + values[300:]
+        halves += published(feed(proc, mine))
+    merged = merge_samples([p.sample for p in halves], 7)
+    assert merged == merge_samples([one.sample], 7)
+    assert len(merged) == 7 and sorted({e[1] for e in merged}) == sorted(e[1] for e in merged)

@@ -21,6 +21,7 @@ import pytest
 from skewwatch.broker import EmbeddedBroker, ensure_topic
 from tests.collectors.scenario import (
     T0,
+    stop_live,
     Deployment,
     SteadyProducer,
     clone_models,
@@ -35,6 +36,12 @@ from tests.collectors.scenario import (
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 TOPIC = "skewwatch.predictions"
+
+
+@pytest.fixture(autouse=True)
+def _no_collector_outlives_its_test():
+    yield
+    stop_live()
 
 
 @pytest.fixture(scope="module")
