@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 from collectors.partition import Resolved
+from collectors.segments import segmenter_for
 from monitor.bundle import Bundle, resolve_bundle
-from monitor.errors import BundleError
+from monitor.errors import BundleError, SchemaError
+from monitor.references import Segments
 from monitor.record import DeadLetterReason
 from monitor.stats import Profile
 
@@ -29,8 +31,10 @@ log = logging.getLogger(__name__)
 
 class BaselineCache:
     def __init__(self, models_dir: Path, *, retry_seconds: float = 30.0, max_misses: int = 1024,
-                 log_every_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 log_every_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 segments_for: Callable[[str], Segments | None] = lambda model: None) -> None:
         self.models_dir = Path(models_dir)
+        self._segments_for = segments_for
         self.retry_seconds = retry_seconds
         self._max_misses = max_misses
         self._log_every = log_every_seconds
@@ -55,7 +59,12 @@ class BaselineCache:
             return miss[1]
         try:
             bundle = resolve_bundle(self.models_dir, model, version)
-            resolved = Resolved(specs=bundle.specs, output_specs=bundle.output_specs)
+            try:
+                segmenter = segmenter_for(self._segments_for(model), bundle.baseline())
+            except SchemaError as exc:
+                log.error("model %s: segments are off (%s); fix the monitor config", model, exc)
+                segmenter = None
+            resolved = Resolved(specs=bundle.specs, output_specs=bundle.output_specs, segmenter=segmenter)
         except BundleError as exc:
             model_known = (self.models_dir / model).is_dir() if model and "/" not in model and model not in (".", "..") else False
             reason = DeadLetterReason.UNKNOWN_VERSION if model_known else DeadLetterReason.UNKNOWN_MODEL

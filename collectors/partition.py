@@ -68,6 +68,7 @@ class Resolved:
     output_specs: tuple[FeatureSpec, ...] = ()
     reason: DeadLetterReason | None = None  # unknown_model / unknown_version when specs is None
     detail: str = ""
+    segmenter: Any = None  # collectors.segments.Segmenter: how the model's traffic is split, or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +239,17 @@ class PartitionProcessor:
 
     def _fold(self, item: Any, *, late: bool) -> None:
         offset, _raw, record, resolved = item
+        start = record.event_time_ms - record.event_time_ms % self.timing.window_ms
+        self._fold_into(WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start), record, offset,
+                        resolved, late)
+        if resolved.segmenter is not None:
+            for segment, part in resolved.segmenter.split(record):
+                self._fold_into(WindowKey(record.model_name, record.model_version, segment, start), part, offset,
+                                resolved, late)
+
+    def _fold_into(self, key: WindowKey, record: LoggedRecord, offset: int, resolved: Resolved, late: bool) -> None:
         t = self.timing
-        start = record.event_time_ms - record.event_time_ms % t.window_ms
-        key = WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start)
+        start = key.start_ms
         partial = self._open.get(key)
         if partial is None:
             partial = self._open[key] = OpenPartial(key, start + t.window_ms, resolved.specs, resolved.output_specs,
@@ -248,8 +257,9 @@ class PartitionProcessor:
                                                     max_request_ids=t.max_request_ids)
             self._by_model[key.model].add(key)
         if partial.add(record, offset, late=late):
-            self.counts["accepted"] += 1
-        else:
+            if key.segment == ALL_TRAFFIC:
+                self.counts["accepted"] += 1
+        elif key.segment == ALL_TRAFFIC:
             self.counts["duplicate"] += 1
 
     def _close_passed(self, model: str, stream: _Stream, out: list[Event]) -> None:

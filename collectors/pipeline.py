@@ -1,24 +1,31 @@
 """Deciding one window: merge its partials, compare with every reference, store it in one transaction.
 
-References (the ``mode`` of each finding):
+References (the ``mode`` of each finding; per model in the monitor YAML, :mod:`monitor.references`):
 
-* ``skew``: the model version's training baseline (inputs) and its outputs on the training rows;
-* ``drift``: the previous decided window of the same model version and segment, read from the
-  store, so a restarted collector or a new owner compares exactly as the old one would have.
+* ``skew``: the training rows: the window's segment slice of the baseline if the bundle has it,
+  else its calendar slot's (``skew: {slots: month_of_year}``: a season is not mistaken for skew),
+  else every training row; the model's outputs on the same rows for the output family;
+* ``drift``: the previous decided window of the same model version and segment;
+* ``seasonal``: the window one period earlier (a day, a week, 52 weeks), same slot of the calendar;
+* ``median``: each test against each of the last k windows, the comparison of median effect
+  standing (robust to one odd window);
+* ``pinned``: one fixed earlier window;
+* ``version``: the other A/B versions' windows of the same span (a canary that sees other inputs).
 
-Inputs and outputs are evaluated as two families, each with its own multiple-testing control; the
-persistence rule reads each family's earlier verdicts from the store. Everything the window
-changes (the window, findings, latest scores, profiles, sample, alert transitions and
-notifications through the ``alerts`` hook) is written in one transaction. A window that cannot be
-processed (a statistic that does not decode, a bundle that is gone) is stored as failed with its
-error and skipped; a store that cannot be written raises :class:`~monitor.errors.StoreError` and
-the caller retries later.
+Every earlier window is read from the store, so a restarted collector or a new owner compares
+exactly as the old one would have. Inputs and outputs are evaluated as two families, each with its
+own multiple-testing control; the persistence rule reads each family's earlier verdicts (before the
+rule) from the store. Everything the window changes (the window, findings, latest scores, profiles,
+sample, alert transitions and notifications through the ``alerts`` hook) is written in one
+transaction. A window that cannot be processed (a statistic that does not decode, a bundle that is
+gone) is stored as failed with its error and skipped; a store that cannot be written raises
+:class:`~monitor.errors.StoreError` and the caller retries later.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from collectors.baselines import BaselineCache
@@ -26,7 +33,9 @@ from collectors.partials import merge_samples, sample_table
 from monitor.config import MonitorConfig
 from monitor.errors import BundleError, SchemaError, StatisticsError, StoreError
 from monitor.evaluate import evaluate
-from monitor.keys import WindowKey
+from monitor.keys import ALL_TRAFFIC, WindowKey
+from monitor.references import OTHER_SEGMENT, References
+from monitor.slots import PERIODS_MS, window_slot
 from monitor.stats import Profile
 from monitor.storage import DecisionTx, FindingIn, Store, WindowCounts, WindowDecision
 from monitor.timeutil import format_instant
@@ -95,7 +104,7 @@ class WindowDecider:
         try:
             features = _merge([p.features for p in partials])
             outputs = _merge([p.outputs for p in partials])
-            findings = self._findings(key, features, outputs)
+            findings = self._findings(key, end_ms, features, outputs)
         except (StatisticsError, SchemaError, BundleError) as exc:
             log.error("window %s %s %s could not be processed and is skipped: %s", key.model, key.model_version,
                       format_instant(key.start_ms), exc)
@@ -116,32 +125,112 @@ class WindowDecider:
                  sorted({f"{f.finding.feature}:{f.finding.test}:{f.finding.mode}" for f in findings if f.finding.alerting}))
         return Outcome(key, window_id, "decided" if window_id is not None else "already", len(findings), alerting)
 
-    def _references(self, key: WindowKey) -> list[tuple[str, Profile, Profile, int | None]]:
-        """(mode, features reference, outputs reference, reference window id) for each reference."""
-        base_features, base_outputs = self.baselines.baselines(key.model, key.model_version)
-        refs: list[tuple[str, Profile, Profile, int | None]] = [("skew", base_features, base_outputs, None)]
-        previous = self.store.previous_window(key)
-        if previous is not None:
-            blobs = self.store.load_profiles(previous.id)
-            if blobs is not None:
-                refs.append(("drift", Profile.from_bytes(blobs[0]), Profile.from_bytes(blobs[1]), previous.id))
-        return refs
+    def _profiles(self, window_id: int) -> tuple[Profile, Profile] | None:
+        blobs = self.store.load_profiles(window_id)
+        return None if blobs is None else (Profile.from_bytes(blobs[0]), Profile.from_bytes(blobs[1]))
 
-    def _findings(self, key: WindowKey, features: Profile, outputs: Profile) -> list[FindingIn]:
+    def _stored(self, key: WindowKey) -> tuple[Profile, Profile, int] | None:
+        """A decided window's profiles and id, if it is stored (and kept its profiles)."""
+        row = self.store.window_at(key)
+        if row is None or row.status != "decided":
+            return None
+        profiles = self._profiles(row.id)
+        return None if profiles is None else (*profiles, row.id)
+
+    def _skew_reference(self, key: WindowKey, end_ms: int, refs: References) -> tuple[Profile, Profile]:
+        """The training rows this window is compared with: its segment's slice, else its calendar slot's,
+        else all of them (a slice the bundle does not have falls back to the next)."""
+        bundle = self.baselines.bundle(key.model, key.model_version)
+        segments = self.config.segments_for(key.model)
+        if key.segment != ALL_TRAFFIC and key.segment != OTHER_SEGMENT and segments is not None and \
+                segments.source == "feature":
+            found = bundle.segment_baseline(segments.name, key.segment)
+            if found is not None:
+                return found
+        if refs.skew_slots:
+            found = bundle.slot_baseline(refs.skew_slots, window_slot(key.start_ms, end_ms, refs.skew_slots))
+            if found is not None:
+                return found
+        return self.baselines.baselines(key.model, key.model_version)
+
+    def _references(self, key: WindowKey, end_ms: int) -> list[tuple[str, Profile, Profile, int | None]]:
+        """(mode, features reference, outputs reference, reference window id) for each reference."""
+        refs = self.config.references_for(key.model)
+        out: list[tuple[str, Profile, Profile, int | None]] = []
+        if refs.skew_enabled:
+            out.append(("skew", *self._skew_reference(key, end_ms, refs), None))
+        if refs.drift:
+            previous = self.store.previous_window(key)
+            if previous is not None:
+                profiles = self._profiles(previous.id)
+                if profiles is not None:
+                    out.append(("drift", *profiles, previous.id))
+        if refs.seasonal is not None:
+            earlier = self._stored(replace(key, start_ms=key.start_ms - PERIODS_MS[refs.seasonal.period]))
+            if earlier is not None:
+                out.append(("seasonal", *earlier))
+        if refs.pinned is not None:
+            window_ms = end_ms - key.start_ms
+            pinned = refs.pinned.start_ms - refs.pinned.start_ms % window_ms
+            if pinned < key.start_ms:
+                found = self._stored(replace(key, start_ms=pinned))
+                if found is not None:
+                    out.append(("pinned", *found))
+        if refs.version:
+            for model, version in self.store.models():
+                if model == key.model and version != key.model_version:
+                    other = self._stored(replace(key, model_version=version))
+                    if other is not None:
+                        out.append(("version", *other))
+        return out
+
+    def _findings(self, key: WindowKey, end_ms: int, features: Profile, outputs: Profile) -> list[FindingIn]:
         found: list[FindingIn] = []
-        for mode, ref_features, ref_outputs, ref_id in self._references(key):
-            for family, reference, current in (("features", ref_features, features), ("output", ref_outputs, outputs)):
-                if current.rows == 0 or reference.rows == 0:
-                    continue
-                history = self.store.recent_findings(key, mode=mode, family=family, windows=HISTORY_WINDOWS)
-                report = evaluate(reference=reference, current=current, model=key.model, config=self.config,
-                                  mode=mode, history=history)
-                raw = {(f.feature, f.test): f.verdict for f in report.decided}
-                found.extend(FindingIn(f, family, ref_id, raw.get((f.feature, f.test), f.verdict))
-                             for f in report.findings)
+        for mode, ref_features, ref_outputs, ref_id in self._references(key, end_ms):
+            found += self._compare(key, mode, ref_features, ref_outputs, ref_id, features, outputs)
+        median = self.config.references_for(key.model).median
+        if median is not None:
+            found += self._median(key, median.windows, features, outputs)
         if self.tfdv_checks is not None and features.rows:
             found.extend(FindingIn(f, "features", None) for f in self.tfdv_checks.findings(key, features))
         return found
+
+    def _compare(self, key: WindowKey, mode: str, ref_features: Profile, ref_outputs: Profile, ref_id: int | None,
+                 features: Profile, outputs: Profile, *, history: bool = True) -> list[FindingIn]:
+        found: list[FindingIn] = []
+        for family, reference, current in (("features", ref_features, features), ("output", ref_outputs, outputs)):
+            if current.rows == 0 or reference.rows == 0:
+                continue
+            past = self.store.recent_findings(key, mode=mode, family=family, windows=HISTORY_WINDOWS) if history else ()
+            report = evaluate(reference=reference, current=current, model=key.model, config=self.config, mode=mode,
+                              history=past)
+            raw = {(f.feature, f.test): f.verdict for f in report.decided}
+            found.extend(FindingIn(f, family, ref_id, raw.get((f.feature, f.test), f.verdict)) for f in report.findings)
+        return found
+
+    def _median(self, key: WindowKey, k: int, features: Profile, outputs: Profile) -> list[FindingIn]:
+        """Against each of the last ``k`` decided windows; per test the comparison of median effect stands
+        (an alert needs the window to differ from most of the recent ones, not from one odd window)."""
+        earlier = self.store.list_windows(model=key.model, model_version=key.model_version, segment=key.segment,
+                                          until_ms=key.start_ms, limit=k)
+        earlier = [w for w in earlier if w.status == "decided"]
+        if len(earlier) < 2:
+            return []
+        runs: dict[tuple[str, str, str], list[FindingIn]] = {}
+        for w in earlier:
+            profiles = self._profiles(w.id)
+            if profiles is None:
+                continue
+            for f in self._compare(key, "median", *profiles, w.id, features, outputs, history=False):
+                runs.setdefault((f.family, f.finding.feature, f.finding.test), []).append(f)
+        out = []
+        for group in runs.values():
+            group.sort(key=lambda f: (f.finding.effect, f.reference_window_id or 0))
+            mid = group[(len(group) - 1) // 2]
+            note = f" (median of {len(group)} comparisons with the last {len(group)} windows)"
+            out.append(FindingIn(replace(mid.finding, message=mid.finding.message + note), mid.family,
+                                 mid.reference_window_id, mid.raw_verdict))
+        return out
 
 
 def decide_or_retry(decider: WindowDecider, key: WindowKey, **kw) -> Outcome | None:  # noqa: ANN003

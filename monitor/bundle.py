@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from monitor.errors import BundleError, SchemaError, StatisticsError
+from monitor.profileset import decode_profiles
 from monitor.schema import FeatureSpec, specs_from_dicts
+from monitor.slots import slot_key
 from monitor.stats import Profile
 
 __all__ = [
@@ -148,6 +150,39 @@ class Bundle:
         if not specs:
             raise BundleError("bundle lists no outputs", path=str(self.path / METADATA_FILE))
         return specs
+
+    def _profile_set(self, key: str) -> dict[str, Profile]:
+        """An optional set of baselines (``metadata["files"][key]``); empty when the bundle has none."""
+        cache = self.__dict__.setdefault("_sets", {})
+        if key not in cache:
+            rel = self.metadata.get("files", {}).get(key)
+            if not isinstance(rel, str):
+                cache[key] = {}
+            else:
+                target = self.path / rel
+                try:
+                    cache[key] = decode_profiles(target.read_bytes())
+                except OSError as exc:
+                    raise BundleError(f"cannot read {key} ({exc})", path=str(target)) from None
+                except StatisticsError as exc:
+                    raise BundleError(f"corrupt {key} ({exc})", path=str(target)) from None
+        return cache[key]
+
+    def slot_baseline(self, kind: str, slot: int) -> tuple[Profile, Profile] | None:
+        """(features, outputs) of the training rows in one calendar slot (:mod:`monitor.slots`), if built."""
+        found = self._profile_set("baseline_slots")
+        name = slot_key(kind, slot)
+        if f"features/{name}" not in found:
+            return None
+        return found[f"features/{name}"], found[f"output/{name}"]
+
+    def segment_baseline(self, feature: str, value: str) -> tuple[Profile, Profile] | None:
+        """(features, outputs) of the training rows whose ``feature`` is ``value``, if built."""
+        found = self._profile_set("baseline_segments")
+        name = f"{feature}={value}"
+        if f"features/{name}" not in found:
+            return None
+        return found[f"features/{name}"], found[f"output/{name}"]
 
     def prediction_baseline(self) -> Profile:
         """Skewwatch statistics of the model's outputs on the training rows (the :attr:`output_specs`)."""

@@ -11,6 +11,13 @@ A YAML file, validated completely at load; any mistake raises :class:`ConfigErro
       persistence: {k: 2, n: 3}  # alert only if it alerted in k of the last n windows
       floors: {psi: 0.25}        # practical floors by test name (see monitor.decide)
       tests: {wasserstein: false}  # switch tests off (or back on) by name
+      min_samples: {ks: 50}      # fewest values per side before a test decides (else insufficient_data)
+      large_sample: {fraction: 0.5, q_value: 1.0e-10, min_count: 10000}  # warnings below the floor
+      trend: {windows: 12, level: 0.001, fraction: 0.3}  # slow drift across windows
+    calibration:                 # what `skewwatch calibrate` replays
+      window_rows: 1000          # rows per window (the traffic of one configured window)
+      windows: 1000              # windows per replay
+      seed: 0
     models:
       bikeshare:                 # same keys as defaults, for one model ...
         floors: {mean_shift: 0.3}
@@ -33,11 +40,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.alerting_config import AlertingConfig
+from monitor.references import References, Segments
 from monitor.compare.results import TestName
-from monitor.decide import Persistence, Policy
+from monitor.decide import LargeSample, Persistence, Policy, Trend
 from monitor.errors import ConfigError
 
-__all__ = ["Overrides", "ModelOverrides", "MonitorConfig", "load_monitor_config", "parse_monitor_config"]
+__all__ = ["Overrides", "ModelOverrides", "Calibration", "MonitorConfig", "load_monitor_config",
+           "parse_monitor_config"]
 
 _BUILT_IN = Policy()
 _Floor = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
@@ -59,6 +68,29 @@ class PersistenceRule(_Strict):
         return self
 
 
+_Share = Annotated[float, Field(strict=False, gt=0, le=1, allow_inf_nan=False)]
+
+
+class LargeSampleRule(_Strict):
+    """Keys of :class:`monitor.decide.LargeSample`; unset keys inherit."""
+
+    enabled: _Switch | None = None
+    fraction: _Share | None = None
+    q_value: Annotated[float, Field(strict=False, gt=0, lt=1)] | None = None
+    min_count: Annotated[int, Field(strict=True, ge=1)] | None = None
+    tests: list[TestName] | None = None
+
+
+class TrendRule(_Strict):
+    """Keys of :class:`monitor.decide.Trend`; unset keys inherit."""
+
+    enabled: _Switch | None = None
+    windows: Annotated[int, Field(strict=True, ge=8, le=32)] | None = None
+    min_windows: Annotated[int, Field(strict=True, ge=8, le=32)] | None = None
+    level: Annotated[float, Field(strict=False, gt=0, lt=1)] | None = None
+    fraction: _Share | None = None
+
+
 class Overrides(_Strict):
     """Settings at one level (defaults, a model, a feature); unset keys inherit."""
 
@@ -68,12 +100,25 @@ class Overrides(_Strict):
     persistence: PersistenceRule | None = None
     floors: dict[TestName, _Floor] = Field(default_factory=dict)
     tests: dict[TestName, _Switch] = Field(default_factory=dict)
+    min_samples: dict[TestName, Annotated[int, Field(strict=True, ge=1)]] = Field(default_factory=dict)
+    large_sample: LargeSampleRule | None = None
+    trend: TrendRule | None = None
 
 
 class ModelOverrides(Overrides):
-    """A model's settings plus per-feature overrides."""
+    """A model's settings plus per-feature overrides, its references and its segments."""
 
     features: dict[str, Overrides] = Field(default_factory=dict)
+    references: References | None = None  # monitor.references: what each window is compared with
+    segments: Segments | None = None  # monitor.references: how its traffic is split
+
+
+class Calibration(_Strict):
+    """What ``skewwatch calibrate`` replays: windows of ``window_rows`` training rows."""
+
+    window_rows: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 1000
+    windows: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 1000
+    seed: Annotated[int, Field(strict=True, ge=0)] = 0
 
 
 class MonitorConfig(_Strict):
@@ -82,7 +127,17 @@ class MonitorConfig(_Strict):
     version: Literal[1] = 1
     defaults: Overrides = Field(default_factory=Overrides)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
+    calibration: Calibration = Field(default_factory=Calibration)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)  # routes, receivers, timers: monitor.alerting_config
+    references: References = Field(default_factory=References)  # every model's, unless it sets its own
+
+    def references_for(self, model: str) -> References:
+        model_cfg = self.models.get(model)
+        return model_cfg.references if model_cfg is not None and model_cfg.references is not None else self.references
+
+    def segments_for(self, model: str) -> Segments | None:
+        model_cfg = self.models.get(model)
+        return model_cfg.segments if model_cfg is not None else None
 
     def policy_for(self, model: str, feature: str) -> Policy:
         """The :class:`~monitor.decide.Policy` of ``feature`` of ``model`` (feature > model > defaults)."""
@@ -100,8 +155,11 @@ class MonitorConfig(_Strict):
             "min_count": base.min_count,
             "persistence": base.persistence,
         }
-        floors = dict(base.floors)
+        floors = {name: value for name, value in base.floors.items()}
         enabled = set(base.enabled)
+        minima: dict[TestName, int] = dict(base.min_samples)
+        tier = {f: getattr(base.large_sample, f) for f in ("enabled", "fraction", "q_value", "min_count", "tests")}
+        trend = {f: getattr(base.trend, f) for f in ("enabled", "windows", "min_windows", "level", "fraction")}
         for layer in layers:
             for key in ("bh_level", "severity_multiplier", "min_count"):
                 value = getattr(layer, key)
@@ -112,7 +170,27 @@ class MonitorConfig(_Strict):
             floors.update(layer.floors)
             for name, on in layer.tests.items():
                 (enabled.add if on else enabled.discard)(name)
-        return Policy(floors=floors, enabled=frozenset(enabled), **fields)
+            minima.update(layer.min_samples)
+            if layer.large_sample is not None:
+                tier.update(layer.large_sample.model_dump(exclude_none=True))
+            if layer.trend is not None:
+                trend.update(layer.trend.model_dump(exclude_none=True))
+        return Policy(floors=floors, enabled=frozenset(enabled), min_samples=minima,
+                      large_sample=LargeSample(**{**tier, "tests": frozenset(tier["tests"])}),
+                      trend=Trend(**trend), **fields)
+
+    @model_validator(mode="after")
+    def _every_level_resolves(self) -> "MonitorConfig":
+        """Keys that are valid alone but not together (trend.windows below min_windows, set at two
+        levels) fail at load, not when a window is decided."""
+        where = [("defaults", "", "")] + [(f"models.{m}", m, "") for m in self.models] + [
+            (f"models.{m}.features.{f}", m, f) for m, cfg in self.models.items() for f in cfg.features]
+        for path, model, feature in where:
+            try:
+                self.policy_for(model or "\0", feature or "\0")
+            except ConfigError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        return self
 
 
 def _path(loc: tuple[Any, ...]) -> str:

@@ -82,7 +82,7 @@ def build_collector(settings: Settings) -> Collector:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     config = load_monitor_config(settings.monitor_config)
     store = open_store(settings)
-    baselines = BaselineCache(settings.models_dir)
+    baselines = BaselineCache(settings.models_dir, segments_for=config.segments_for)
     partial_stage = merge_stage = None
     if settings.collector_stages in ("both", "partials"):
         partial_stage = PartialStage(settings, store=store, resolve=baselines.resolve)

@@ -23,6 +23,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 from monitor.bundle import BUNDLE_FORMAT, METADATA_FILE, PREDICTION_SPEC
 from monitor.errors import BundleError
+from monitor.profileset import encode_profiles
 from monitor.schema import FeatureSpec, specs_to_dicts
 from monitor.stats import Profile
 from trainer.baseline import write_tfdv
@@ -105,13 +106,16 @@ def write_bundle(
     data: Mapping[str, Any],
     created_at: datetime | None = None,
     tuning: Mapping[str, Any] | None = None,
+    baseline_slots: Mapping[str, Profile] | None = None,
+    baseline_segments: Mapping[str, Profile] | None = None,
 ) -> Path:
     """Write ``<models_dir>/<model_name>/<version>/`` atomically and return its path.
 
     ``data`` must hold ``path``, ``train_start``, ``train_end`` and ``rows``. The version is
     the UTC creation time; if that version exists already, the next free second is used.
     ``tuning`` (the hyperparameter search that chose ``hyperparameters``, JSON-ready) is
-    stored as ``metadata["tuning"]`` when given.
+    stored as ``metadata["tuning"]`` when given. ``baseline_slots`` / ``baseline_segments`` (profile
+    sets of :mod:`trainer.slices`) are written as optional files when given.
     """
     if not model_name or Path(model_name).name != model_name or model_name.startswith("."):
         raise BundleError(f"model_name must be a plain directory name, got {model_name!r}")
@@ -137,6 +141,11 @@ def write_bundle(
             schema_path=tmp / BUNDLE_FILES["tfdv_schema"],
         )
         sample.to_csv(tmp / BUNDLE_FILES["sample"], index=False, na_rep="")
+        files = dict(BUNDLE_FILES)
+        for key, profiles in (("baseline_slots", baseline_slots), ("baseline_segments", baseline_segments)):
+            if profiles:
+                files[key] = f"{key}.swstats"
+                (tmp / files[key]).write_bytes(encode_profiles(profiles))
         meta: dict[str, Any] = {
             "bundle_format": BUNDLE_FORMAT,
             "model_name": model_name,
@@ -150,7 +159,7 @@ def write_bundle(
             "data": dict(data),
             "preprocessing": describe_preprocessing(model, specs),
             "code_version": code_version(),
-            "files": dict(BUNDLE_FILES),
+            "files": files,
         }
         if tuning is not None:
             meta["tuning"] = dict(tuning)

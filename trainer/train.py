@@ -16,6 +16,7 @@ from monitor.bundle import Bundle
 from monitor.errors import ConfigError, StatisticsError
 from trainer.baseline import feature_profile, prediction_profile, tfdv_schema, tfdv_statistics
 from trainer.bundle import sample_rows, write_bundle
+from trainer.slices import segment_baselines, slot_baselines
 from trainer.data import BIKESHARE_FEATURES, LABEL, TimeSplit, load_bikeshare, split_by_time
 from trainer.hparams import HParams
 from trainer.model import FitResult, build_model, evaluate, fit_model, predict, vocabulary
@@ -200,6 +201,8 @@ def export_run(
             "baseline_statistics": stats_info,
         },
         tuning=run.tuning,
+        baseline_slots=slot_baselines(train_df, specs, train_predictions),
+        baseline_segments=segment_baselines(train_df, specs, train_predictions),
     )
 
 

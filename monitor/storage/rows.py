@@ -141,16 +141,18 @@ class FindingRow:
     raw_verdict: str
     alerting: bool
     message: str
+    min_samples: int | None = None
 
     def to_finding(self, *, raw: bool = False) -> Finding:
         """The stored finding; ``raw``: with its verdict before the persistence rule."""
         nan = math.nan
+        verdict = self.raw_verdict if raw else self.verdict
         return Finding(
             model=self.model, feature=self.feature, test=self.test, mode=self.mode,  # type: ignore[arg-type]
             statistic=nan if self.statistic is None else self.statistic, p_value=self.p_value, q_value=self.q_value,
             effect=nan if self.effect is None else self.effect, floor=nan if self.floor is None else self.floor,
-            significant=self.significant, verdict=self.raw_verdict if raw else self.verdict,  # type: ignore[arg-type]
-            message=self.message,
+            significant=self.significant, verdict=verdict,  # type: ignore[arg-type]
+            message=self.message, min_samples=self.min_samples if verdict == "insufficient_data" else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -102,6 +102,7 @@ findings = Table(
     Column("significant", Boolean, nullable=False),
     Column("verdict", String(24), nullable=False),
     Column("raw_verdict", String(24), nullable=False),  # before the persistence rule: what history reads
+    Column("min_samples", Integer),  # verdict insufficient_data: the values each side needs
     Column("alerting", Boolean, nullable=False),
     Column("message", Text, nullable=False),
     UniqueConstraint("window_id", "mode", "family", "feature", "test"),

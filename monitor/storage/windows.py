@@ -62,7 +62,7 @@ def _finding_row(r: Any) -> FindingRow:
         family=r.family, feature=r.feature, test=r.test, statistic=json_float(r.statistic),
         p_value=json_float(r.p_value), q_value=json_float(r.q_value), effect=json_float(r.effect),
         floor=json_float(r.floor), significant=bool(r.significant), verdict=r.verdict, raw_verdict=r.raw_verdict,
-        alerting=bool(r.alerting), message=r.message,
+        alerting=bool(r.alerting), message=r.message, min_samples=r.min_samples,
     )
 
 
@@ -147,6 +147,7 @@ class WindowsStore:
             "floor": json_float(finding.floor), "significant": bool(finding.significant),
             "verdict": finding.verdict, "raw_verdict": f.raw_verdict or finding.verdict,
             "alerting": bool(finding.alerting), "message": _clip(finding.message),
+            "min_samples": getattr(finding, "min_samples", None),
         }
 
     # -- reading ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 13:34:04.281397
+Create Date: 2026-12-01 13:55:10.027501
 """
 from alembic import op
 import sqlalchemy as sa
@@ -281,6 +281,7 @@ def upgrade() -> None:
     sa.Column('significant', sa.Boolean(), nullable=False),
     sa.Column('verdict', sa.String(length=24), nullable=False),
     sa.Column('raw_verdict', sa.String(length=24), nullable=False),
+    sa.Column('min_samples', sa.Integer(), nullable=True),
     sa.Column('alerting', sa.Boolean(), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['window_id'], ['windows.id'], name=op.f('fk_findings_window_id_windows'), ondelete='CASCADE'),

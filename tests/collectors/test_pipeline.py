@@ -1,0 +1,191 @@
+"""Deciding windows: references that know the calendar, earlier windows, versions side by side,
+segments with their own baseline slices, and windows that cannot be processed."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from collectors.baselines import BaselineCache
+from collectors.partition import PartitionProcessor, Publish, Timing
+from collectors.pipeline import WindowDecider
+from monitor.bundle import resolve_bundle
+from monitor.config import MonitorConfig, parse_monitor_config
+from monitor.evaluate import evaluate
+from monitor.record import PredictionRecord, encode_record
+from monitor.stats import Profile
+from monitor.storage import PartialIn, Store
+from monitor.timeutil import DEFAULT_MIN_EVENT_MS, from_datetime, now_ms
+
+DAY = 86_400_000
+
+
+class InProcess:
+    """The partial stage of one partition feeding the merge stage's store and decider, without Kafka."""
+
+    def __init__(self, store, models_dir, config, window_ms):
+        self.store, self.config = store, config
+        self.cache = BaselineCache(models_dir, segments_for=config.segments_for)
+        timing = Timing(window_ms=window_ms, lateness_ms=0, max_jump_ms=10 * window_ms, idle_ms=1000,
+                        min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
+        self.partition = PartitionProcessor("skewwatch.predictions", 0, timing, self.cache.resolve)
+        self.decider = WindowDecider(store=store, baselines=self.cache, config=config)
+        self.offset = 0
+        self.outcomes = []
+
+    def _publish(self, events):
+        for e in events:
+            if isinstance(e, Publish):
+                p = e.partial
+                self.store.add_partial(PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset,
+                                                 p.last_offset, p.counts, p.features, p.outputs, p.sample))
+        for key, _end in self.store.pending_windows():
+            self.outcomes.append(self.decider.decide(key))
+
+    def feed(self, records):
+        for r in records:
+            self._publish(self.partition.add(encode_record(r), self.offset, now_ms()))
+            self.offset += 1
+
+    def finish(self):
+        self._publish([self.partition._publish(k) for k in sorted(self.partition._open)])
+
+
+def _records(frame, version, *, start, days, window_days=7, per_request=24, rid="r", model="bikeshare", shift=None):
+    """Hourly bike rows of ``days`` days from ``start`` (their own timestamps as event times)."""
+    from trainer.data import BIKESHARE_FEATURES
+
+    names = [s.name for s in BIKESHARE_FEATURES]
+    rows = frame[(frame["event_time"] >= start) & (frame["event_time"] < start + timedelta(days=days))]
+    out = []
+    for i in range(0, len(rows), per_request):
+        chunk = rows.iloc[i: i + per_request]
+        inst = [{k: (None if v != v else v) for k, v in r.items()} for r in chunk[names].to_dict(orient="records")]
+        if shift is not None:
+            inst = [shift(x) for x in inst]
+        at = chunk["event_time"].iloc[0].to_pydatetime().replace(tzinfo=timezone.utc)
+        out.append(PredictionRecord(model, version, at, f"{rid}{i}", tuple(inst), tuple(100.0 for _ in inst)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def frame(data_path):
+    from trainer.data import load_bikeshare
+
+    return load_bikeshare(data_path)
+
+
+def test_skew_against_the_same_calendar_slot_of_the_training_rows(trained_models_dir, frame, tmp_path):
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    config = parse_monitor_config({"models": {"bikeshare": {"references": {"skew": {"slots": "month_of_year"},
+                                                                           "drift": False, "version": False}}}})
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, config, 7 * DAY)
+        run.feed(_records(frame, bundle.model_version, start=datetime(2012, 7, 5, tzinfo=timezone.utc), days=7))
+        run.finish()
+        (window,) = store.list_windows()
+        features = Profile.from_bytes(store.load_profiles(window.id)[0])
+        stored = {(f.feature, f.test): f.effect for f in store.list_findings(window_id=window.id, mode="skew")
+                  if f.family == "features"}
+    july = bundle.slot_baseline("month_of_year", 7)[0]
+    expected = evaluate(reference=july, current=features, model="bikeshare", config=config, mode="skew")
+    assert stored == {(f.feature, f.test): f.effect for f in expected.findings}
+    whole = evaluate(reference=bundle.baseline(), current=features, model="bikeshare", config=config, mode="skew")
+    shift = {f.feature: f.effect for f in whole.findings if f.test == "mean_shift"}
+    assert stored[("temp", "mean_shift")] < shift["temp"]  # July against July is closer than July against the year
+
+
+def test_earlier_windows_as_references_drift_seasonal_pinned_median(trained_models_dir, frame, tmp_path):
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    config = parse_monitor_config({"models": {"bikeshare": {"references": {
+        "seasonal": {"period": "week"}, "median": {"windows": 3}, "pinned": {"start": "2012-03-01T00:00:00Z"},
+        "version": False}}}})
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, config, DAY)
+        run.feed(_records(frame, bundle.model_version, start=datetime(2012, 3, 1, tzinfo=timezone.utc), days=10))
+        run.finish()
+        windows = sorted(store.list_windows(limit=100), key=lambda w: w.start_ms)
+        by_start = {w.start_ms: w.id for w in windows}
+        modes = {}
+        for w in windows:
+            for f in store.list_findings(window_id=w.id):
+                modes.setdefault(w.start_ms, {})[f.mode] = f.reference_window_id
+    first, day8 = windows[0].start_ms, windows[8].start_ms
+    assert modes[first].keys() == {"skew"}  # nothing earlier to compare with
+    assert modes[day8]["drift"] == by_start[day8 - DAY]
+    assert modes[day8]["seasonal"] == by_start[day8 - 7 * DAY]
+    assert modes[day8]["pinned"] == by_start[from_datetime(datetime(2012, 3, 1, tzinfo=timezone.utc))]
+    assert modes[day8]["median"] in {by_start[day8 - k * DAY] for k in (1, 2, 3)}
+    assert "seasonal" not in modes[first + 6 * DAY]  # a week back is before the traffic
+
+
+def test_versions_side_by_side_flag_a_canary_seeing_other_inputs(trained_models_dir, frame, tmp_path):
+    import shutil
+
+    from monitor.bundle import Bundle
+
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    models = tmp_path / "models"
+    shutil.copytree(trained_models_dir, models)
+    canary_version = "29990101T000000Z"
+    canary = models / "bikeshare" / canary_version
+    shutil.copytree(bundle.path, canary)
+    import json
+
+    meta = json.loads((canary / "metadata.json").read_text())
+    meta["model_version"] = canary_version
+    (canary / "metadata.json").write_text(json.dumps(meta))
+    assert Bundle.load(canary).model_version == canary_version
+    start = datetime(2012, 5, 1, tzinfo=timezone.utc)
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, models, MonitorConfig(), DAY)
+        stable = _records(frame, bundle.model_version, start=start, days=3, rid="a")
+        hot = _records(frame, canary_version, start=start, days=3, rid="b",
+                       shift=lambda x: {**x, "temp": None if x["temp"] is None else x["temp"] + 8})
+        run.feed(sorted(stable + hot, key=lambda r: r.event_time))
+        run.finish()
+        versus = [f for f in store.list_findings(mode="version", limit=1000)]
+    assert versus, "each window of the later-decided version is compared with the other's"
+    alerting = {(f.model_version, f.feature) for f in versus if f.alerting}
+    assert {f for _v, f in alerting} >= {"temp"}
+    assert not {f for _v, f in alerting} & {"hum", "windspeed", "weathersit"}
+
+
+def test_segments_split_the_traffic_and_meet_their_own_baseline_slice(trained_models_dir, frame, tmp_path):
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    config = parse_monitor_config({"models": {"bikeshare": {"segments": {"feature": "weathersit", "max": 2},
+                                                            "references": {"drift": False, "version": False}}}})
+    top2 = [v for v, _ in bundle.baseline()["weathersit"].top(2)]
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, config, 7 * DAY)
+        run.feed(_records(frame, bundle.model_version, start=datetime(2012, 4, 5, tzinfo=timezone.utc), days=7))
+        run.finish()
+        windows = {w.segment: w for w in store.list_windows()}
+        assert set(windows) == {"", *top2, "other"}
+        assert sum(windows[s].rows for s in (*top2, "other")) == windows[""].rows
+        seg = windows[top2[0]]
+        features = Profile.from_bytes(store.load_profiles(seg.id)[0])
+        stored = {(f.feature, f.test): f.effect for f in store.list_findings(window_id=seg.id, mode="skew")
+                  if f.family == "features"}
+    assert set(features["weathersit"].counts()) == {top2[0]}
+    slice_ = bundle.segment_baseline("weathersit", top2[0])[0]
+    expected = evaluate(reference=slice_, current=features, model="bikeshare", config=config, mode="skew")
+    assert stored == {(f.feature, f.test): f.effect for f in expected.findings}
+
+
+def test_a_window_that_cannot_be_processed_is_kept_with_its_error_and_skipped(trained_models_dir, frame, tmp_path):
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, MonitorConfig(), DAY)
+        records = _records(frame, bundle.model_version, start=datetime(2012, 6, 1, tzinfo=timezone.utc), days=2)
+        run.feed(records[:2])  # two records anchor the stream
+        key = next(iter(run.partition._open))
+        partial = run.partition._publish(key).partial
+        store.add_partial(PartialIn(partial.key, partial.end_ms, partial.source_topic, 0, partial.first_offset,
+                                    partial.last_offset, partial.counts, b"not a profile", partial.outputs, partial.sample))
+        outcome = run.decider.decide(key)
+        run.feed(records[2:])
+        run.finish()
+        failed = store.window(outcome.window_id)
+        later = [w for w in store.list_windows() if w.start_ms > key.start_ms]
+    assert outcome.status == "failed" and failed.status == "failed" and "StatisticsError" in failed.error
+    assert later and all(w.status == "decided" for w in later)  # the rest goes on
