@@ -1,6 +1,7 @@
 """What the HTTP benchmarks share: wrk, its Lua hook, one realistic predict body, processes.
 
-``bench_serving.py`` and ``bench_sidecar_cpu.py`` import this module from next to them.
+``bench_serving.py``, ``bench_sidecar_cpu.py`` and ``bench_hostile.py`` import this module from
+next to them.
 wrk POSTs the same one-instance predict body on every request; with ``delay_ms`` > 0 each
 connection pauses between requests (wrk's ``delay()`` hook), a roughly fixed request rate.
 The Lua ``done`` hook prints one ``BENCH {json}`` line: requests, duration, p50/p99/p99.9
@@ -107,6 +108,18 @@ def wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0)
             pass
         time.sleep(0.1)
     raise SystemExit(f"server at {url} not up after {timeout}s; see {log}")
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set size of process ``pid`` in MiB (Linux ``/proc``); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
 
 
 def stop(proc: subprocess.Popen | None) -> None:

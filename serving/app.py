@@ -23,8 +23,10 @@ over a limit of :mod:`serving.limits` answer 413/431/408 ``{"error": ..., "limit
 "max": N}`` and close the connection: the body's bytes are counted as they arrive and its
 JSON depth and instance count are measured before it is parsed. A request with an instance
 too large for one Kafka message answers 413 naming ``log_message_max_bytes`` before any
-inference, so every request answered 200 has a record that fits Kafka. A client that
-disconnects before its answer is counted as 499 and logs no traceback.
+inference, so every request answered 200 has a record that fits Kafka. A body with a
+``Content-Encoding`` (gzip, ...) answers 415 unread: serving never inflates anything, so a
+compression bomb costs it nothing. A client that disconnects before its answer is counted as
+499 and logs no traceback.
 
 Inference runs in the thread pool, off the event loop. After the predictions are computed
 the record (with the request headers named in ``log_attribute_headers`` as attributes) is
@@ -86,6 +88,14 @@ def _error(status: int, message: str, **fields: Any) -> Response:
     body = {"error": message}
     body.update({k: v for k, v in fields.items() if v is not None})
     return _json(body, status)
+
+
+class UnsupportedEncoding(Exception):
+    """A request body with a ``Content-Encoding`` serving does not read (any but identity): 415."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(encoding)
+        self.encoding = encoding
 
 
 def _split_verb(segment: str) -> tuple[str, str | None]:
@@ -189,6 +199,9 @@ def create_app(
                     log.warning("model %s version %s (A/B split) is gone; routing its share to the latest", name, route.version)
                 served = await run_in_threadpool(registry.get, name, None)
             labels = (served.name, served.version)
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):  # refused unread: a compressed body (or a bomb) is never inflated
+                raise UnsupportedEncoding(encoding)
             body = await request.body()  # LimitsMiddleware counts the bytes as they arrive
             meta = {"model_name": served.name, "model_version": served.version, "event_time": event_time,
                     "request_id": request_id, "attributes": attributes}
@@ -209,6 +222,10 @@ def create_app(
                 response = Response(status_code=CLIENT_CLOSED)
         except ClientDisconnect:  # the client left while its body was arriving
             response = Response(status_code=CLIENT_CLOSED)
+        except UnsupportedEncoding as exc:
+            response = _error(415, f"request bodies are read as sent (identity), not {exc.encoding!r}",
+                              field="Content-Encoding")
+            response.headers["connection"] = "close"  # the body is never read
         except LimitExceeded as exc:
             metrics.rejections.bump(exc.limit)
             unread = exc.limit in ("max_body_bytes", "body_timeout_seconds")  # the rest of the body is never read

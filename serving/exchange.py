@@ -50,6 +50,7 @@ __all__ = [
     "PredictTarget",
     "predict_target",
     "MAX_COLUMNS",
+    "RATIO_PROBE_BYTES",
     "decode_body",
     "exchange_request_id",
     "record_from_exchange",
@@ -60,6 +61,8 @@ UNKNOWN_VERSION = "unknown"
 MAX_COLUMNS = 4096
 _SLICE = 256 * 1024  # inflate this much at a time
 _RATIO_FLOOR = 1 << 20  # the ratio is judged once a body has inflated past this
+#: Inflating this much shows whether a body breaks the ratio (a probe on the event loop, ~1 ms).
+RATIO_PROBE_BYTES = _RATIO_FLOOR + _SLICE
 
 _PREDICT_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?:predict$"
@@ -86,13 +89,14 @@ def predict_target(method: str, path: str) -> PredictTarget | None:
 
 def decode_body(
     body: bytes, content_encoding: str | None, *, field: str, max_bytes: int | None = None,
-    max_ratio: float | None = None, size_limit: LimitName = "max_body_bytes",
+    max_ratio: float | None = None, size_limit: LimitName = "max_body_bytes", stop_after: int | None = None,
 ) -> bytes:
     """``body`` without its ``Content-Encoding`` (identity, gzip, deflate), inflated within bounds.
 
     Inflates :data:`_SLICE` bytes at a time and stops with :class:`LimitExceeded` as soon as
     the output passes ``max_bytes`` (named ``size_limit``) or, once past 1 MiB, ``max_ratio``
-    times the compressed bytes consumed (``max_decompression_ratio``).
+    times the compressed bytes consumed (``max_decompression_ratio``). With ``stop_after`` it
+    returns as soon as that much is inflated (a probe: the prefix, not the body).
     """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -105,30 +109,55 @@ def decode_body(
     else:
         raise RecordError(f"content encoding {encoding!r} cannot be read (gzip, deflate, identity can)", field=field)
     try:
-        return _inflate(body, wbits, max_bytes=max_bytes, max_ratio=max_ratio, size_limit=size_limit)
+        return _inflate(body, wbits, max_bytes=max_bytes, max_ratio=max_ratio, size_limit=size_limit,
+                        stop_after=stop_after)
     except zlib.error as exc:
         raise RecordError(f"cannot decode {encoding} body ({exc})", field=field) from None
 
 
-def _inflate(body: bytes, wbits: int, *, max_bytes: int | None, max_ratio: float | None, size_limit: LimitName) -> bytes:
+class _Enough(Exception):
+    """The probe has inflated what it wanted."""
+
+
+def _inflate(body: bytes, wbits: int, *, max_bytes: int | None, max_ratio: float | None, size_limit: LimitName,
+             stop_after: int | None = None) -> bytes:
+    try:
+        return _inflate_all(body, wbits, max_bytes=max_bytes, max_ratio=max_ratio, size_limit=size_limit,
+                            stop_after=stop_after)
+    except _Enough as enough:
+        return enough.args[0]
+
+
+def _inflate_all(body: bytes, wbits: int, *, max_bytes: int | None, max_ratio: float | None, size_limit: LimitName,
+                 stop_after: int | None) -> bytes:
     inflater = zlib.decompressobj(wbits)
     out = bytearray()
-    data = body
-    while True:
-        chunk = inflater.decompress(data, _SLICE)
-        out += chunk
+
+    def take(data: bytes | memoryview, consumed: int) -> None:
+        out.extend(inflater.decompress(data, _SLICE))
+        used = consumed - len(inflater.unconsumed_tail)
         if max_bytes is not None and len(out) > max_bytes:
             raise LimitExceeded(f"compressed body inflates to more than the limit of {max_bytes} bytes",
                                 limit=size_limit, maximum=max_bytes)
-        data = inflater.unconsumed_tail
-        consumed = len(body) - len(data)
-        if max_ratio is not None and len(out) > _RATIO_FLOOR and len(out) > max_ratio * consumed:
-            raise LimitExceeded(f"compressed body inflates more than {max_ratio:g} times ({consumed} bytes gave "
+        if max_ratio is not None and len(out) > _RATIO_FLOOR and len(out) > max_ratio * used:
+            raise LimitExceeded(f"compressed body inflates more than {max_ratio:g} times ({used} bytes gave "
                                 f"{len(out)})", limit="max_decompression_ratio", maximum=max_ratio)
-        if inflater.eof or (not data and len(chunk) < _SLICE):
+        if stop_after is not None and len(out) >= stop_after:
+            raise _Enough(bytes(out))
+
+    view = memoryview(body)
+    for start in range(0, len(body), _SLICE):  # small pieces in: the unconsumed tail zlib copies stays small
+        end = min(start + _SLICE, len(body))
+        take(view[start:end], end)
+        while inflater.unconsumed_tail and not inflater.eof:
+            take(inflater.unconsumed_tail, end)
+        if inflater.eof:
             break
-    if not inflater.eof:
-        raise zlib.error("incomplete or truncated stream")
+    while not inflater.eof:  # output still held back by the slice size
+        before = len(out)
+        take(b"", len(body))
+        if len(out) == before:
+            raise zlib.error("incomplete or truncated stream")
     return bytes(out)
 
 

@@ -63,7 +63,7 @@ from starlette.types import Receive, Scope, Send
 
 from monitor.errors import ConfigError, RecordError
 from monitor.settings import Settings
-from serving.exchange import PredictTarget, decode_body, exchange_request_id, predict_target, record_from_exchange
+from serving.exchange import RATIO_PROBE_BYTES, PredictTarget, decode_body, exchange_request_id, predict_target, record_from_exchange
 from serving.limits import LimitExceeded, LimitsMiddleware, RejectionCounts, RequestLimits, answer_limit, check_json
 from serving.metrics import CLIENT_CLOSED, CONTENT_TYPE_LATEST, LoggerCollector, RejectionCollector
 from serving.netbackend import AsyncioBackend
@@ -309,6 +309,19 @@ async def _read_body(receive: Receive) -> bytes:
             raise ClientDisconnect()
 
 
+def _returning(fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, or the :class:`LimitExceeded` it raised returned without its traceback.
+
+    Raised across the thread pool, a refusal's traceback kept the frames holding a bomb's
+    input and inflated prefix alive: 60 bombs left the sidecar 29 MB larger, against 14 MB
+    (the worker thread's allocator cache, which stays flat) when the error is returned.
+    """
+    try:
+        return fn(*args)
+    except LimitExceeded as exc:
+        return exc.with_traceback(None)
+
+
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The one Content-Length of lower-cased ``headers``, else None (absent, repeated or malformed)."""
     found = [v for n, v in headers if n == b"content-length"]
@@ -403,13 +416,24 @@ class _Proxy:
         headers = dict(Request(scope).headers)
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if len(body) > _OFFLOAD_BYTES:
-            decoded = await run_in_threadpool(self._inspect_body, body, encoding)
+            if encoding not in ("", "identity"):  # a bomb shows itself in its first MiB: refused here, in ~1 ms
+                self._probe(body, encoding)
+            decoded = await run_in_threadpool(_returning, self._inspect_body, body, encoding)
+            if isinstance(decoded, LimitExceeded):
+                raise decoded
         else:
             decoded = self._inspect_body(body, encoding)
         if decoded is None:
             return headers, body
         headers.pop("content-encoding", None)
         return headers, decoded
+
+    def _probe(self, body: bytes, encoding: str) -> None:
+        try:
+            decode_body(body, encoding, field="request_body", max_bytes=self.limits.max_body_bytes,
+                        max_ratio=self.limits.max_decompression_ratio, stop_after=RATIO_PROBE_BYTES)
+        except RecordError:
+            pass  # not decodable: forwarded as is, see _inspect_body
 
     def _inspect_body(self, body: bytes, encoding: str) -> bytes | None:
         limits = self.limits

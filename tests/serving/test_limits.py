@@ -353,3 +353,16 @@ def test_rejected_bodies_leave_no_memory_behind_in_a_serving_process(models_dir,
         proc.wait(timeout=60)
     # the issue measured +990 MB for one such body and +3.8 GB for three; now at most what 3 x 8 MiB could take
     assert after - at_rest < 64, (at_rest, after)
+
+
+def test_a_compressed_body_is_415_unread_and_a_bomb_costs_serving_nothing(serving, raw_rows):
+    import gzip
+
+    base, _, logger = serving
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join(z.compress(bytes(1 << 20)) for _ in range(64)) + z.flush()  # 64 MiB of zeros
+    for body in (bomb, gzip.compress(orjson.dumps({"instances": raw_rows[:2]}))):
+        r = httpx.post(base + PREDICT, content=body, headers={"Content-Encoding": "gzip"}, timeout=30)
+        assert r.status_code == 415 and r.json()["field"] == "Content-Encoding"
+        assert r.headers["connection"] == "close"
+    assert logger.stats().enqueued == 0
