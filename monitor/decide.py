@@ -2,44 +2,66 @@
 
 Rule (per result of one window):
 
+0. **Enough data.** Below a test's minimum sample size (the smaller of the two sides, table
+   below) the finding's verdict is ``insufficient_data`` and it names the minimum: never
+   silence, never an alert. A result that could not be computed at all (an empty window)
+   gets the same verdict.
 1. **Statistical gate.** All p-values of the window (features x tests) are adjusted
    together with Benjamini-Hochberg (1995): ``q_(i) = min_{j>=i} p_(j) m / j``. A result
    with a p-value passes when ``q <= bh_level``. A result *without* a p-value (wasserstein,
-   psi, jsd, linf, psi_categorical, jsd_tfdv, linf_tfdv) passes when both samples have at least
-   ``min_count`` values, because a distance alone is noisy on small samples (measured with
-   no change, 20,000-row reference, KLL k=200: 99th percentile of wasserstein 0.12 baseline
-   sd at 500 rows, 0.09 at 1,000, 0.06 at 2,000; psi, jsd and linf stay below half their
-   floors from 500 rows).
+   psi, jsd, linf, psi_categorical, jsd_tfdv, linf_tfdv) needs ``min_count`` values on both
+   sides (its minimum sample size, rule 0), because a distance alone is noisy on small
+   samples (measured with no change, 20,000-row reference: 99th percentile of wasserstein
+   0.12 baseline sd at 500 rows, 0.09 at 1,000, 0.06 at 2,000; psi, jsd and linf stay below
+   half their floors from 500 rows), and then passes.
 2. **Practical floor.** ``effect >= floor`` for that test. A finding alerts only when it
    passes both: at large n everything is significant, and the floor keeps tiny but real
    changes (and sketch error) quiet.
 3. **Severity.** ``critical`` when ``effect >= severity_multiplier * floor``, else
    ``warning``; ``ok`` when the finding does not alert.
-4. **Persistence** (optional, :func:`apply_persistence`): an alert stands only when the same
+4. **Large-sample tier** (:class:`LargeSample`): a share-scale result (chi_squared,
+   missing_rate by default) whose evidence is overwhelming (``q <= large_sample.q_value``,
+   1e-10) on large samples (both sides at least ``large_sample.min_count``, 10,000) is a
+   ``warning`` from ``large_sample.fraction * floor`` on (half the floor): a category share
+   moving 5-10 points with q below 1e-100 is reported, not hidden under the 0.1 floor. Never
+   ``critical``.
+5. **Trends** (:func:`trend_findings`, :class:`Trend`): against a fixed reference (every mode but
+   ``drift``), a base test's effect rising steadily over the last windows is a finding of its
+   own (``trend_<test>``), at most a ``warning``.
+6. **Persistence** (optional, :func:`apply_persistence`): an alert stands only when the same
    (model, feature, test, mode) alerted in at least k of the last n windows.
 
-Default floors (effect scales are those of :mod:`monitor.compare`):
+Default floors and minimum sample sizes (effect scales are those of :mod:`monitor.compare`).
+The minimum of a test on a share scale (ks, linf's p-valued twin chi_squared, unseen_share,
+missing_rate) is ``ceil(2 / floor)``: from there one value moves the share by at most half the
+floor, so no single row can make an alert (a 1-row window with its value missing moved the
+missing share by 100 points, and a z-test then reported q = 0.0002). The moment tests need 100
+values: the 1% trim removes its first value per tail there (below it one outlier sets the
+mean and the variance) and Welch's and the F-test's large-sample forms hold. Distances
+without a p-value need ``min_count`` (1,000). The minimum follows the floor when a floor is
+configured, and can be set per test (``min_samples``).
 
-================  =====  ===========================================================
-test              floor  meaning
-================  =====  ===========================================================
-mean_shift        0.2    (trimmed) mean moved 0.2 baseline sd (Cohen's "small" effect)
-variance_ratio    0.405  |ln(var_cur / var_ref)| >= ln 1.5: variance outside [1/1.5, 1.5]x;
-                         critical at 2x floor = variance 2.25x, i.e. sd 1.5x
-ks                0.1    KS distance D
-wasserstein       0.2    W1 in baseline sd; W1 >= |mean shift|, so the same floor as
-                         mean_shift keeps a pure location shift from alerting here first
-psi               0.2    PSI on baseline-decile bins (the usual "significant shift" mark)
-jsd               0.1    JS divergence in bits on the same bins
-linf              0.1    largest change of one value's share (TFDV's usual threshold)
-chi_squared       0.1    largest change of one bucket's share (same scale as linf)
-psi_categorical   0.2    PSI over categories
-unseen_share      0.01   1% of current values never seen in the reference
-missing_rate      0.05   missing share moved 5 percentage points
-jsd_tfdv          0.1    TFDV's numeric JSD (bits, 10 equal-width buckets; monitor.tfdv_interop)
-linf_tfdv         0.1    TFDV's infinity_norm (same scale as linf)
-tfdv_schema       1      one TFDV schema anomaly (type, domain, range, presence)
-================  =====  ===========================================================
+================  =====  =========  ================================================================
+test              floor  min n      meaning
+================  =====  =========  ================================================================
+mean_shift        0.2    100        (trimmed) mean moved 0.2 baseline sd (Cohen's "small" effect)
+variance_ratio    0.405  100        |ln(var_cur / var_ref)| >= ln 1.5: variance outside [1/1.5, 1.5]x;
+                                    critical at 2x floor = variance 2.25x, i.e. sd 1.5x
+ks                0.1    20         KS distance D
+wasserstein       0.2    1,000      W1 in baseline sd; W1 >= |mean shift|, so the same floor as
+                                    mean_shift keeps a pure location shift from alerting here first
+psi               0.2    1,000      PSI on baseline-decile bins (the usual "significant shift" mark)
+jsd               0.1    1,000      JS divergence in bits on the same bins
+linf              0.1    1,000      largest change of one value's share (TFDV's usual threshold)
+chi_squared       0.1    20         largest change of one bucket's share (same scale as linf)
+psi_categorical   0.2    1,000      PSI over categories
+unseen_share      0.01   200        1% of current values never seen in the reference
+missing_rate      0.05   40         missing share moved 5 percentage points
+jsd_tfdv          0.1    1,000      TFDV's numeric JSD (bits, 10 equal-width buckets; monitor.tfdv_interop)
+linf_tfdv         0.1    1,000      TFDV's infinity_norm (same scale as linf)
+tfdv_schema       1      1          one TFDV schema anomaly (type, domain, range, presence)
+trend_<test>      0.3 x  8 windows  the base test's effect has risen steadily to 0.3 of its floor
+================  =====  =========  ================================================================
 """
 
 from __future__ import annotations
@@ -51,28 +73,47 @@ from typing import Any, Callable, Literal, Mapping, Sequence, get_args
 
 import numpy as np
 
-from monitor.compare.results import TestName, TestResult
+from monitor.compare.results import TREND_OF, TestName, TestResult
+from monitor.compare.trend import trend as trend_result
 from monitor.errors import ConfigError
+
+_TREND_BASE: dict[TestName, TestName] = {v: k for k, v in TREND_OF.items()}
 
 __all__ = [
     "Mode",
+    "MODES",
+    "FIXED_REFERENCE_MODES",
     "Verdict",
+    "VERDICTS",
+    "ALERTING_VERDICTS",
     "DEFAULT_FLOORS",
     "DEFAULT_BH_LEVEL",
     "DEFAULT_SEVERITY_MULTIPLIER",
     "DEFAULT_MIN_COUNT",
+    "MOMENT_MIN_SAMPLES",
     "Persistence",
+    "LargeSample",
+    "Trend",
     "Policy",
     "Finding",
+    "default_min_samples",
     "bh_adjust",
     "decide",
+    "trend_findings",
     "apply_persistence",
 ]
 
-Mode = Literal["skew", "drift"]
-Verdict = Literal["ok", "warning", "critical"]
-_MODES: tuple[str, ...] = get_args(Mode)
-_VERDICTS: tuple[str, ...] = get_args(Verdict)
+#: What a window is compared with; the caller names it. skew: the training baseline; drift: the
+#: previous window; seasonal: the same slot one period earlier; median: the median of the last k
+#: windows; pinned: a pinned reference window; version: the other A/B version's window.
+Mode = Literal["skew", "drift", "seasonal", "median", "pinned", "version"]
+Verdict = Literal["ok", "warning", "critical", "insufficient_data"]
+MODES: tuple[str, ...] = get_args(Mode)
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+ALERTING_VERDICTS: frozenset[str] = frozenset({"warning", "critical"})
+#: Modes whose reference stays put from window to window (trends are tested against these only).
+FIXED_REFERENCE_MODES: frozenset[str] = frozenset(MODES) - {"drift"}
+_MODES, _VERDICTS = MODES, VERDICTS
 
 DEFAULT_FLOORS: Mapping[TestName, float] = MappingProxyType({
     TestName.MEAN_SHIFT: 0.2,
@@ -89,11 +130,28 @@ DEFAULT_FLOORS: Mapping[TestName, float] = MappingProxyType({
     TestName.JSD_TFDV: 0.1,
     TestName.LINF_TFDV: 0.1,
     TestName.TFDV_SCHEMA: 1.0,
-})
+})  # a trend test's floor, unless set, is Trend.fraction x its base test's floor (Policy.floor)
 DEFAULT_BH_LEVEL = 0.01
 DEFAULT_SEVERITY_MULTIPLIER = 2.0
 #: Fewest values on each side before a test *without* a p-value may alert.
 DEFAULT_MIN_COUNT = 1000
+#: Fewest values on each side for mean_shift and variance_ratio (see the table above).
+MOMENT_MIN_SAMPLES = 100
+_SHARE_SCALE = frozenset({TestName.KS, TestName.CHI_SQUARED, TestName.UNSEEN_SHARE, TestName.MISSING_RATE})
+_MOMENTS = frozenset({TestName.MEAN_SHIFT, TestName.VARIANCE_RATIO})
+_P_LESS = frozenset({TestName.WASSERSTEIN, TestName.PSI, TestName.JSD, TestName.LINF, TestName.PSI_CATEGORICAL,
+                     TestName.JSD_TFDV, TestName.LINF_TFDV})
+
+
+def default_min_samples(test: TestName, *, floor: float, min_count: int) -> int:
+    """The minimum sample size of ``test`` at ``floor`` (the rules in the module docstring)."""
+    if test in _SHARE_SCALE:
+        return max(1, math.ceil(2.0 / floor - 1e-9)) if floor > 0 else 1
+    if test in _MOMENTS:
+        return MOMENT_MIN_SAMPLES
+    if test in _P_LESS:
+        return min_count
+    return 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +168,55 @@ class Persistence:
             raise ConfigError(f"must be an integer in [1, n={self.n}], got {self.k!r}", field="persistence.k")
 
 
+@dataclass(frozen=True, slots=True)
+class LargeSample:
+    """Rule 4: a ``warning`` from ``fraction * floor`` when ``q <= q_value`` and both sides hold at
+    least ``min_count`` values, for the share-scale ``tests`` (by default the category mix and the
+    missing share). ``enabled=False`` switches it off."""
+
+    enabled: bool = True
+    fraction: float = 0.5
+    q_value: float = 1e-10
+    min_count: int = 10_000
+    tests: frozenset[TestName] = frozenset({TestName.CHI_SQUARED, TestName.MISSING_RATE})
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
+            raise ConfigError(f"must be in (0, 1], got {self.fraction!r}", field="large_sample.fraction")
+        if not (isinstance(self.q_value, (int, float)) and 0 < self.q_value < 1):
+            raise ConfigError(f"must be in (0, 1), got {self.q_value!r}", field="large_sample.q_value")
+        if not (isinstance(self.min_count, int) and self.min_count >= 1):
+            raise ConfigError(f"must be an integer >= 1, got {self.min_count!r}", field="large_sample.min_count")
+        try:
+            object.__setattr__(self, "tests", frozenset(TestName(t) for t in self.tests))
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="large_sample.tests") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """Rule 5: over the last ``windows`` windows (this one included; at least ``min_windows``
+    with a computed result), a rising effect (Mann-Kendall, one-sided, BH across the window's
+    trend results at ``level``) whose Sen line reaches ``fraction * floor`` now, while this
+    window's own result is significant and not already alerting, is a ``warning``."""
+
+    enabled: bool = True
+    windows: int = 12
+    min_windows: int = 8
+    level: float = 0.001
+    fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.min_windows, int) and 8 <= self.min_windows):
+            raise ConfigError(f"must be an integer >= 8, got {self.min_windows!r}", field="trend.min_windows")
+        if not (isinstance(self.windows, int) and self.min_windows <= self.windows <= 32):
+            raise ConfigError(f"must be an integer in [min_windows, 32], got {self.windows!r}", field="trend.windows")
+        if not (isinstance(self.level, (int, float)) and 0 < self.level < 1):
+            raise ConfigError(f"must be in (0, 1), got {self.level!r}", field="trend.level")
+        if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
+            raise ConfigError(f"must be in (0, 1], got {self.fraction!r}", field="trend.fraction")
+
+
 @dataclass(frozen=True)
 class Policy:
     """Decision rules for one feature (see the module docstring). ``floors`` may be partial:
@@ -121,6 +228,9 @@ class Policy:
     severity_multiplier: float = DEFAULT_SEVERITY_MULTIPLIER
     min_count: int = DEFAULT_MIN_COUNT
     persistence: Persistence | None = None
+    min_samples: Mapping[TestName, int] = field(default_factory=dict)  # per-test minimum sample sizes
+    large_sample: LargeSample = LargeSample()
+    trend: Trend = Trend()
 
     def __post_init__(self) -> None:
         floors = dict(DEFAULT_FLOORS)
@@ -142,9 +252,32 @@ class Policy:
                               field="severity_multiplier")
         if not (isinstance(self.min_count, int) and self.min_count >= 1):
             raise ConfigError(f"must be an integer >= 1, got {self.min_count!r}", field="min_count")
+        minima = {}
+        for name, value in self.min_samples.items():
+            try:
+                name = TestName(name)
+            except ValueError:
+                raise ConfigError(f"unknown test {name!r}", field=f"min_samples.{name}") from None
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"must be an integer >= 1, got {value!r}", field=f"min_samples.{name.value}")
+            minima[name] = value
+        object.__setattr__(self, "min_samples", MappingProxyType(minima))
 
     def floor(self, test: TestName | str) -> float:
-        return self.floors[TestName(test)]
+        name = TestName(test)
+        if name in self.floors:
+            return self.floors[name]
+        return self.trend.fraction * self.floors[_TREND_BASE[name]]
+
+    def minimum(self, test: TestName | str) -> int:
+        """Fewest values each side needs for ``test`` to decide (rule 0)."""
+        name = TestName(test)
+        if name in self.min_samples:
+            return self.min_samples[name]
+        base = _TREND_BASE.get(name)
+        if base is not None:  # a trend needs its base test's minimum in the current window
+            return self.minimum(base)
+        return default_min_samples(name, floor=self.floor(name), min_count=self.min_count)
 
 
 def _json_number(value: float | None) -> float | None:
@@ -153,7 +286,10 @@ def _json_number(value: float | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """The decision about one test of one feature in one window. Every result yields one."""
+    """The decision about one test of one feature in one window. Every result yields one.
+
+    ``min_samples`` is set when ``verdict == "insufficient_data"``: the values each side needs.
+    """
 
     model: str
     feature: str
@@ -167,16 +303,19 @@ class Finding:
     significant: bool
     verdict: Verdict
     message: str
+    min_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
             raise ConfigError(f"must be one of {_MODES}, got {self.mode!r}", field="mode")
         if self.verdict not in _VERDICTS:
             raise ConfigError(f"must be one of {_VERDICTS}, got {self.verdict!r}", field="verdict")
+        if (self.verdict == "insufficient_data") != (self.min_samples is not None):
+            raise ConfigError("min_samples is set exactly when the verdict is insufficient_data", field="min_samples")
 
     @property
     def alerting(self) -> bool:
-        return self.verdict != "ok"
+        return self.verdict in ALERTING_VERDICTS
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (non-finite numbers become None)."""
@@ -193,6 +332,7 @@ class Finding:
             "significant": self.significant,
             "verdict": self.verdict,
             "message": self.message,
+            "min_samples": self.min_samples,
         }
 
 
@@ -258,6 +398,9 @@ def _describe(feature: str, r: TestResult, floor: float) -> str:
         return f"{feature}: TFDV Jensen-Shannon divergence {e} (floor {fl})"
     if t is TestName.LINF_TFDV:
         return f"{feature}: TFDV L-infinity distance {e}, value {r.detail('value')!r} (floor {fl})"
+    if t in _TREND_BASE:
+        return (f"{feature}: {_TREND_BASE[t].value} effect rising {_g(float(r.detail('slope', 0.0)))} per window over "
+                f"{int(float(r.detail('windows', 0)))} windows, now {e} (trend floor {fl})")
     if t is TestName.MISSING_RATE:
         before, after = r.detail("share_reference", 0.0), r.detail("share_current", 0.0)
         return f"{feature}: missing share {before:.1%} -> {after:.1%} (change {e}, floor {fl})"
@@ -281,44 +424,119 @@ def _message(feature: str, r: TestResult, floor: float, q: float | None, gated: 
     return text
 
 
+def _decide_one(feature: str, r: TestResult, q: float | None, pol: Policy, *, model: str, mode: Mode) -> Finding:
+    floor = pol.floor(r.test)
+    need = pol.minimum(r.test)
+    n = min(r.n_reference, r.n_current)
+    if not r.computed or n < need:
+        why = r.note if not r.computed else f"n={n}"
+        message = (f"{feature}: {r.test.value} has too little data ({why}; needs {need} values each side; "
+                   f"n_ref={r.n_reference}, n_cur={r.n_current})")
+        return Finding(model=model, feature=feature, test=r.test.value, mode=mode, statistic=r.statistic,
+                       p_value=r.p_value, q_value=q, effect=r.effect, floor=floor, significant=False,
+                       verdict="insufficient_data", message=message, min_samples=need)
+    significant = q <= pol.bh_level if q is not None else True  # p-less: n >= min_count (rule 0)
+    gated = None
+    if significant and r.effect >= floor:
+        verdict: Verdict = "critical" if r.effect >= pol.severity_multiplier * floor else "warning"
+    else:
+        verdict = "ok"
+        tier = pol.large_sample
+        if (tier.enabled and r.test in tier.tests and q is not None and q <= tier.q_value and n >= tier.min_count
+                and r.effect >= tier.fraction * floor):
+            verdict = "warning"
+            gated = f"large-sample tier: overwhelming evidence on n={n}, effect at least {_g(tier.fraction)} x floor"
+    return Finding(model=model, feature=feature, test=r.test.value, mode=mode, statistic=r.statistic,
+                   p_value=r.p_value, q_value=q, effect=r.effect, floor=floor, significant=significant,
+                   verdict=verdict, message=_message(feature, r, floor, q, gated))
+
+
 def decide(results: Sequence[tuple[str, TestResult]], *, policy: PolicyLike, model: str,
            mode: Mode) -> tuple[Finding, ...]:
     """Turn one window's results (``(feature, result)`` pairs) into findings, in input order.
 
     ``policy`` is one :class:`Policy` or a function feature -> Policy. The BH family is every
-    result in ``results`` that has a p-value; each feature's ``bh_level`` is then applied
-    to its q-values (one level for all = the plain BH procedure).
+    result in ``results`` that has a p-value and enough data (rule 0); each feature's
+    ``bh_level`` is then applied to its q-values (one level for all = the plain BH procedure).
     """
     if mode not in _MODES:
         raise ConfigError(f"must be one of {_MODES}, got {mode!r}", field="mode")
     resolve = _resolver(policy)
-    with_p = [i for i, (_, r) in enumerate(results) if r.p_value is not None]
+    enough = [r.computed and min(r.n_reference, r.n_current) >= resolve(f).minimum(r.test) for f, r in results]
+    with_p = [i for i, (_, r) in enumerate(results) if r.p_value is not None and enough[i]]
     q_values: dict[int, float] = dict(zip(with_p, bh_adjust([results[i][1].p_value for i in with_p]).tolist()))
-    findings = []
-    for i, (feature, r) in enumerate(results):
-        pol = resolve(feature)
+    return tuple(_decide_one(feature, r, q_values.get(i), resolve(feature), model=model, mode=mode)
+                 for i, (feature, r) in enumerate(results))
+
+
+def _key(f: Finding) -> tuple[str, str, str, str]:
+    return (f.model, f.feature, f.test, f.mode)
+
+
+def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Finding]], *, policy: PolicyLike,
+                   n_current: Mapping[tuple[str, str], int] | None = None) -> tuple[Finding, ...]:
+    """Rule 5: one ``trend_<test>`` finding per base finding of this window that has a trend test.
+
+    ``findings`` are this window's decided findings; ``history`` the earlier windows' decided
+    findings (``WindowReport.decided``), oldest first, of which the last ``Trend.windows - 1``
+    count. The series is the base test's effect in every window where it was decided (not
+    ``insufficient_data``), then this window's. Trend p-values are adjusted with BH among
+    themselves. Drift mode (the previous window as reference) has no trends: its reference moves.
+    Pure: the caller passes the history.
+    """
+    resolve = _resolver(policy)
+    past: dict[tuple[str, str, str, str], list[float]] = {}
+    for window in history:
+        for g in window:
+            if g.verdict != "insufficient_data":
+                past.setdefault(_key(g), []).append(g.effect)
+    candidates: list[tuple[Finding, TestResult, Policy]] = []
+    for f in findings:
+        base = TestName(f.test)
+        trend_name = TREND_OF.get(base)
+        pol = resolve(f.feature)
+        if trend_name is None or f.mode not in FIXED_REFERENCE_MODES or not pol.trend.enabled:
+            continue
+        if trend_name not in pol.enabled:
+            continue
+        series = past.get(_key(f), [])[-(pol.trend.windows - 1):]
+        n = (n_current or {}).get((f.feature, f.test), 0)
+        if f.verdict == "insufficient_data":
+            r = TestResult(test=trend_name, statistic=0.0, p_value=None, effect=0.0, n_reference=0, n_current=n,
+                           computed=False, note="this window has too little data for the base test")
+        else:
+            r = trend_result(test=trend_name, effects=[*series, f.effect], n_current=n, n_reference=n)
+            if len(series) + 1 < pol.trend.min_windows and r.computed:
+                r = TestResult(test=trend_name, statistic=0.0, p_value=None, effect=0.0, n_reference=n, n_current=n,
+                               computed=False, note=f"{len(series) + 1} windows, needs {pol.trend.min_windows}")
+        candidates.append((f, r, pol))
+    with_p = [i for i, (_, r, _) in enumerate(candidates) if r.p_value is not None]
+    q_values = dict(zip(with_p, bh_adjust([candidates[i][1].p_value for i in with_p]).tolist()))
+    out = []
+    for i, (f, r, pol) in enumerate(candidates):
         floor = pol.floor(r.test)
-        q = q_values.get(i)
-        gated = None
         if not r.computed:
-            significant = False
-        elif q is not None:
-            significant = q <= pol.bh_level
-        else:
-            n = min(r.n_reference, r.n_current)
-            significant = n >= pol.min_count
-            if not significant:
-                gated = f"too few values for a distance alone (n={n} < {pol.min_count})"
+            need = pol.trend.min_windows
+            out.append(Finding(model=f.model, feature=f.feature, test=r.test.value, mode=f.mode, statistic=0.0,
+                               p_value=None, q_value=None, effect=0.0, floor=floor, significant=False,
+                               verdict="insufficient_data", min_samples=need,
+                               message=f"{f.feature}: {r.test.value} not computed: {r.note}"))
+            continue
+        q = q_values.get(i)
+        significant = q is not None and q <= pol.trend.level
+        verdict: Verdict = "ok"
+        gated = None
         if significant and r.effect >= floor:
-            verdict: Verdict = "critical" if r.effect >= pol.severity_multiplier * floor else "warning"
-        else:
-            verdict = "ok"
-        findings.append(Finding(
-            model=model, feature=feature, test=r.test.value, mode=mode, statistic=r.statistic,
-            p_value=r.p_value, q_value=q, effect=r.effect, floor=floor, significant=significant,
-            verdict=verdict, message=_message(feature, r, floor, q, gated),
-        ))
-    return tuple(findings)
+            if f.alerting:
+                gated = f"{f.test} is already alerting"
+            elif not f.significant:
+                gated = f"{f.test} is not significant in this window"
+            else:
+                verdict = "warning"
+        out.append(Finding(model=f.model, feature=f.feature, test=r.test.value, mode=f.mode, statistic=r.statistic,
+                           p_value=r.p_value, q_value=q, effect=r.effect, floor=floor, significant=significant,
+                           verdict=verdict, message=_message(f.feature, r, floor, q, gated)))
+    return tuple(out)
 
 
 def apply_persistence(findings: Sequence[Finding], history: Sequence[Sequence[Finding]], *,

@@ -4,7 +4,13 @@
 profiles (tests from :data:`monitor.compare.REGISTRY`, switches and floors from the
 :class:`~monitor.config.MonitorConfig`), then hands all results to
 :func:`monitor.decide.decide` at once (one Benjamini-Hochberg family per window) and, given
-the earlier windows' findings, applies the persistence rule.
+the earlier windows' findings, adds the trend findings and applies the persistence rule.
+
+The caller chooses the reference and names it with ``mode`` (:data:`monitor.decide.Mode`): the
+training baseline (``skew``), the previous window (``drift``), the same slot one period earlier
+(``seasonal``), the median of the last k windows (``median``), a pinned window (``pinned``), the
+other A/B version's window (``version``). One window may be evaluated against several
+references; each call is one decision family.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from monitor.compare.registry import REGISTRY, applicable_tests
 from monitor.compare.results import TestResult
 from monitor.compare.views import categorical_view, numeric_view
 from monitor.config import MonitorConfig
-from monitor.decide import Finding, Mode, Policy, apply_persistence, decide
+from monitor.decide import Finding, Mode, Policy, apply_persistence, decide, trend_findings
 from monitor.errors import SchemaError, StatisticsError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -77,8 +83,9 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
 
     A feature whose kind differs between the two profiles raises :class:`SchemaError`
     naming it (the profiles do not describe the same model). ``history`` (earlier windows'
-    ``WindowReport.decided``, oldest first) feeds the persistence rule; with no history a rule
-    of k > 1 holds the first alert back, as it should.
+    ``WindowReport.decided`` against the same kind of reference, oldest first) feeds the
+    persistence rule and the trend tests; with no history a rule of k > 1 holds the first alert
+    back, as it should, and trends report ``insufficient_data``.
     """
     ref_specs = {spec.name: spec for spec in reference.specs}
     cur_names = {spec.name for spec in current.specs}
@@ -103,7 +110,9 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
                 results.append((spec.name, REGISTRY[name].function(reference=ref_view, current=cur_view)))
             except StatisticsError as exc:
                 failures.append(TestFailure(feature=spec.name, test=name.value, error=str(exc)))
-    decided = decide(results, policy=policies.__getitem__, model=model, mode=mode)
+    base = decide(results, policy=policies.__getitem__, model=model, mode=mode)
+    sizes = {(feature, r.test.value): min(r.n_reference, r.n_current) for feature, r in results}
+    decided = base + trend_findings(base, history, policy=policies.__getitem__, n_current=sizes)
     findings = apply_persistence(decided, history, policy=policies.__getitem__)
     return WindowReport(model=model, mode=mode, rows=current.rows, reference_rows=reference.rows,
                         findings=findings, unmatched=unmatched, failures=tuple(failures), decided=decided)

@@ -19,7 +19,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from monitor.bundle import PREDICTION_SPEC
 from monitor.errors import SchemaError
 from monitor.schema import FeatureSpec
-from monitor.stats import Profile
+from monitor.stats import BASELINE_BINS, BASELINE_CAPACITY, Profile
 
 __all__ = [
     "CATEGORICAL_THRESHOLD",
@@ -104,8 +104,10 @@ def write_tfdv(
 
 
 def feature_profile(df: pd.DataFrame, specs: Sequence[FeatureSpec]) -> Profile:
-    """Skewwatch profile of the feature columns of ``df``."""
-    profile = Profile.empty(tuple(specs))
+    """Skewwatch profile of the feature columns of ``df``, sized as a baseline: every window is
+    compared with it, so it keeps ``BASELINE_BINS`` numeric buckets and ``BASELINE_CAPACITY``
+    exact categories (a window keeps the defaults)."""
+    profile = Profile.empty(tuple(specs), bins=BASELINE_BINS, capacity=BASELINE_CAPACITY)
     profile.update_frame(feature_frame(df, specs))
     return profile
 
@@ -113,6 +115,6 @@ def feature_profile(df: pd.DataFrame, specs: Sequence[FeatureSpec]) -> Profile:
 def prediction_profile(predictions: np.ndarray) -> Profile:
     """Skewwatch profile of model outputs, as the one numeric feature ``prediction``."""
     values = np.asarray(predictions, dtype=np.float64).reshape(-1)
-    profile = Profile.empty((PREDICTION_SPEC,))
+    profile = Profile.empty((PREDICTION_SPEC,), bins=BASELINE_BINS, capacity=BASELINE_CAPACITY)
     profile.update_frame(pd.DataFrame({PREDICTION_SPEC.name: values}))
     return profile

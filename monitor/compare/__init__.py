@@ -9,7 +9,8 @@ from monitor.compare.categorical import chi_squared, linf, psi_categorical, unse
 from monitor.compare.missing import missing_rate
 from monitor.compare.numeric import jsd, ks, mean_shift, psi, variance_ratio, wasserstein
 from monitor.compare.registry import REGISTRY, RegisteredTest, applicable_tests
-from monitor.compare.results import ADAPTER_TESTS, MAX_EFFECT, TestName, TestResult
+from monitor.compare.results import ADAPTER_TESTS, MAX_EFFECT, TREND_OF, TREND_TESTS, TestName, TestResult
+from monitor.compare.trend import mann_kendall, trend
 from monitor.compare.views import CategoricalView, NumericView, categorical_view, numeric_view
 
 __all__ = [
@@ -17,6 +18,10 @@ __all__ = [
     "TestResult",
     "MAX_EFFECT",
     "ADAPTER_TESTS",
+    "TREND_OF",
+    "TREND_TESTS",
+    "trend",
+    "mann_kendall",
     "REGISTRY",
     "RegisteredTest",
     "applicable_tests",

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from monitor.errors import StatisticsError
 
-__all__ = ["TestName", "TestResult", "MAX_EFFECT", "ADAPTER_TESTS", "Detail"]
+__all__ = ["TestName", "TestResult", "MAX_EFFECT", "ADAPTER_TESTS", "TREND_OF", "TREND_TESTS", "Detail"]
 
 #: Cap for effects and statistics that would otherwise be infinite (e.g. a constant
 #: reference whose value changed: "moved infinitely many baseline sd").
@@ -45,10 +45,30 @@ class TestName(StrEnum):
     # TFDV's schema checks (types, domains, ranges, presence) on a window: the collector's
     # optional TFDV step (collectors/tfdv_checks.py); effect = number of anomaly reasons.
     TFDV_SCHEMA = "tfdv_schema"
+    # Slow drift across windows (monitor.compare.trend over the effect series of one base test,
+    # decided by monitor.decide.trend_findings): a finding of its own, at most a warning.
+    TREND_MEAN_SHIFT = "trend_mean_shift"
+    TREND_VARIANCE_RATIO = "trend_variance_ratio"
+    TREND_KS = "trend_ks"
+    TREND_LINF = "trend_linf"
+    TREND_UNSEEN_SHARE = "trend_unseen_share"
+    TREND_MISSING_RATE = "trend_missing_rate"
 
 
 #: Tests whose results come from an adapter rather than from :data:`monitor.compare.REGISTRY`.
 ADAPTER_TESTS: frozenset[TestName] = frozenset({TestName.JSD_TFDV, TestName.LINF_TFDV, TestName.TFDV_SCHEMA})
+
+#: Base test -> the trend test over its effect series (the only tests a trend is run for).
+TREND_OF: dict[TestName, TestName] = {
+    TestName.MEAN_SHIFT: TestName.TREND_MEAN_SHIFT,
+    TestName.VARIANCE_RATIO: TestName.TREND_VARIANCE_RATIO,
+    TestName.KS: TestName.TREND_KS,
+    TestName.LINF: TestName.TREND_LINF,
+    TestName.UNSEEN_SHARE: TestName.TREND_UNSEEN_SHARE,
+    TestName.MISSING_RATE: TestName.TREND_MISSING_RATE,
+}
+#: Tests computed across windows (from the history of findings), not from two profiles.
+TREND_TESTS: frozenset[TestName] = frozenset(TREND_OF.values())
 
 
 def _finite(name: str, value: float) -> float:

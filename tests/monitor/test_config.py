@@ -143,3 +143,48 @@ def test_parse_accepts_plain_dicts_and_is_frozen():
     with pytest.raises(Exception):
         config.defaults = None  # type: ignore[misc]
     assert math.isclose(config.policy_for("m", "f").floor("variance_ratio"), math.log(1.5))
+
+
+def test_new_rules_resolve_per_level(tmp_path):
+    config = load_monitor_config(write(tmp_path, """
+defaults:
+  min_samples: {ks: 50}
+  large_sample: {fraction: 0.6, tests: [chi_squared]}
+  trend: {windows: 16}
+models:
+  m:
+    trend: {fraction: 0.5}
+    features:
+      f:
+        min_samples: {ks: 70}
+        large_sample: {enabled: false}
+        trend: {enabled: false}
+calibration: {window_rows: 500, windows: 200, seed: 3}
+"""))
+    top = config.policy_for("other", "x")
+    assert top.minimum(TestName.KS) == 50 and top.large_sample.fraction == 0.6
+    assert top.large_sample.tests == frozenset({TestName.CHI_SQUARED}) and top.trend.windows == 16
+    model = config.policy_for("m", "g")
+    assert model.trend.fraction == 0.5 and model.trend.windows == 16 and model.minimum(TestName.KS) == 50
+    feature = config.policy_for("m", "f")
+    assert feature.minimum(TestName.KS) == 70 and not feature.large_sample.enabled and not feature.trend.enabled
+    assert (config.calibration.window_rows, config.calibration.windows, config.calibration.seed) == (500, 200, 3)
+    assert MonitorConfig().calibration.window_rows == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("defaults:\n  min_samples: {ks: 0}\n", "defaults.min_samples.ks"),
+        ("defaults:\n  large_sample: {fraction: 2}\n", "defaults.large_sample.fraction"),
+        ("defaults:\n  trend: {windows: 5}\n", "defaults.trend.windows"),
+        ("calibration: {window_rows: 0}\n", "calibration.window_rows"),
+    ],
+)
+def test_new_rules_errors_name_the_key_path(tmp_path, text, field):
+    assert error_of(tmp_path, text).field == field
+
+
+def test_levels_that_only_conflict_together_fail_at_load(tmp_path):
+    err = error_of(tmp_path, "defaults:\n  trend: {min_windows: 10}\nmodels:\n  m:\n    trend: {windows: 9}\n")
+    assert "models.m" in str(err) and "trend.windows" in str(err)

@@ -15,12 +15,17 @@ from scipy import stats
 from monitor.compare import TestName, TestResult, mean_shift
 from monitor.decide import (
     DEFAULT_FLOORS,
+    MODES,
     Finding,
+    LargeSample,
     Persistence,
     Policy,
+    Trend,
     apply_persistence,
     bh_adjust,
     decide,
+    default_min_samples,
+    trend_findings,
 )
 from monitor.errors import ConfigError
 from monitor.stats import NumericStats
@@ -30,7 +35,10 @@ def result(test=TestName.MEAN_SHIFT, *, p=1e-20, effect=1.0, statistic=5.0, n=10
     return TestResult(test=test, statistic=statistic, p_value=p, effect=effect, n_reference=n, n_current=n, **kw)
 
 
-def one(results, policy=Policy(), **kw) -> tuple[Finding, ...]:
+BASE = Policy(large_sample=LargeSample(enabled=False))  # rules 1-3 only
+
+
+def one(results, policy=BASE, **kw) -> tuple[Finding, ...]:
     return decide(results, policy=policy, model="bikeshare", mode=kw.pop("mode", "skew"), **kw)
 
 
@@ -78,15 +86,15 @@ def test_severity_multiplier_is_configurable():
     assert fs[0].verdict == "warning"
 
 
-def test_tests_without_p_value_are_gated_by_min_count():
+def test_tests_without_p_value_need_min_count_values():
     small = TestResult(test=TestName.WASSERSTEIN, statistic=0.5, p_value=None, effect=0.5,
                        n_reference=50_000, n_current=999)
     large = TestResult(test=TestName.WASSERSTEIN, statistic=0.5, p_value=None, effect=0.5,
                        n_reference=50_000, n_current=1000)
     fs = one([("x", small), ("y", large)], Policy(min_count=1000))
-    assert (fs[0].significant, fs[0].verdict, fs[0].q_value) == (False, "ok", None)
-    assert "too few values" in fs[0].message
-    assert (fs[1].significant, fs[1].verdict) == (True, "critical")
+    assert (fs[0].significant, fs[0].verdict, fs[0].q_value, fs[0].min_samples) == (False, "insufficient_data", None, 1000)
+    assert not fs[0].alerting and "needs 1000 values" in fs[0].message
+    assert (fs[1].significant, fs[1].verdict, fs[1].min_samples) == (True, "critical", None)
 
 
 def test_p_less_results_do_not_enter_the_bh_family():
@@ -98,8 +106,8 @@ def test_p_less_results_do_not_enter_the_bh_family():
 def test_per_feature_policy():
     strict = Policy(floors={TestName.MEAN_SHIFT: 2.0})
     policies = {"temp": strict, "hum": Policy()}
-    fs = decide([("temp", result(effect=1.0)), ("hum", result(effect=1.0))], policy=policies.__getitem__,
-                model="m", mode="drift")
+    fs = decide([("temp", result(effect=1.0, p=1e-5)), ("hum", result(effect=1.0, p=1e-5))],
+                policy=policies.__getitem__, model="m", mode="drift")
     assert [(f.floor, f.verdict) for f in fs] == [(2.0, "ok"), (0.2, "critical")]
     assert all(f.mode == "drift" and f.model == "m" for f in fs)
 
@@ -112,10 +120,10 @@ def test_every_result_yields_a_finding_with_the_exact_fields():
     assert len(fs) == 2
     assert [f.name for f in fields(Finding)] == [
         "model", "feature", "test", "mode", "statistic", "p_value", "q_value", "effect", "floor",
-        "significant", "verdict", "message"]
+        "significant", "verdict", "message", "min_samples"]
     assert fs[0].test == "mean_shift" and isinstance(fs[0].test, str)
-    assert fs[1].verdict == "ok" and not fs[1].significant
-    assert fs[1].message == "temp: ks not computed: empty window (n_ref=5000, n_cur=0)"
+    assert (fs[1].verdict, fs[1].significant, fs[1].alerting, fs[1].min_samples) == ("insufficient_data", False, False, 20)
+    assert fs[1].message == "temp: ks has too little data (empty window; needs 20 values each side; n_ref=5000, n_cur=0)"
 
 
 def test_message_is_one_human_line():
@@ -214,3 +222,118 @@ def test_adapter_results_are_decided_like_the_others():
     (f,) = one([("season", r)])
     assert (f.test, f.floor, f.verdict) == ("linf_tfdv", 0.1, "critical")
     assert f.message == "season: TFDV L-infinity distance 0.3, value 'fall' (floor 0.1)"
+
+
+# -- minimum sample sizes (rule 0) ----------------------------------------------------------------
+
+def test_default_minimum_sample_sizes_follow_the_table():
+    pol = Policy()
+    expected = {TestName.MEAN_SHIFT: 100, TestName.VARIANCE_RATIO: 100, TestName.KS: 20, TestName.WASSERSTEIN: 1000,
+                TestName.PSI: 1000, TestName.JSD: 1000, TestName.LINF: 1000, TestName.CHI_SQUARED: 20,
+                TestName.PSI_CATEGORICAL: 1000, TestName.UNSEEN_SHARE: 200, TestName.MISSING_RATE: 40,
+                TestName.JSD_TFDV: 1000, TestName.LINF_TFDV: 1000, TestName.TFDV_SCHEMA: 1}
+    assert {t: pol.minimum(t) for t in expected} == expected
+    # the share-scale minimum follows the floor: one value moves the share by at most half of it
+    assert Policy(floors={TestName.MISSING_RATE: 0.02}).minimum(TestName.MISSING_RATE) == 100
+    assert default_min_samples(TestName.KS, floor=0.05, min_count=1000) == 40
+    assert Policy(min_samples={"ks": 7}).minimum(TestName.KS) == 7
+    with pytest.raises(ConfigError) as exc:
+        Policy(min_samples={"ks": 0})
+    assert exc.value.field == "min_samples.ks"
+
+
+def test_a_one_row_window_never_alerts_and_says_what_it_needs():
+    """The two cases of the issue: one missing value, two rows with moments far from the baseline."""
+    one_missing = TestResult(test=TestName.MISSING_RATE, statistic=25.0, p_value=1e-6, effect=0.93,
+                             n_reference=8645, n_current=1)
+    moved = TestResult(test=TestName.MEAN_SHIFT, statistic=40.0, p_value=1e-14, effect=3.0, n_reference=8645,
+                       n_current=2)
+    spread = TestResult(test=TestName.VARIANCE_RATIO, statistic=30.0, p_value=1e-13, effect=3.4,
+                        n_reference=8645, n_current=2)
+    fs = one([("hum", one_missing), ("temp", moved), ("temp", spread)])
+    assert [(f.verdict, f.min_samples, f.alerting) for f in fs] == [
+        ("insufficient_data", 40, False), ("insufficient_data", 100, False), ("insufficient_data", 100, False)]
+    assert all(f.q_value is None for f in fs)  # they stay out of the BH family
+
+
+def test_insufficient_results_do_not_dilute_the_bh_family():
+    tiny = TestResult(test=TestName.KS, statistic=0.5, p_value=0.5, effect=0.5, n_reference=5000, n_current=3)
+    fs = one([("a", result(p=0.004)), ("b", tiny), ("c", result(p=0.008))])
+    assert fs[0].q_value == pytest.approx(0.008) and fs[1].verdict == "insufficient_data"
+
+
+def test_every_mode_is_accepted():
+    assert MODES == ("skew", "drift", "seasonal", "median", "pinned", "version")
+    for mode in MODES:
+        assert one([("a", result())], mode=mode)[0].mode == mode
+
+
+# -- large-sample tier (rule 4) -------------------------------------------------------------------
+
+def _share(effect, p, n):
+    return TestResult(test=TestName.CHI_SQUARED, statistic=900.0, p_value=p, effect=effect, n_reference=n,
+                      n_current=n)
+
+
+def test_overwhelming_evidence_on_large_samples_warns_from_half_the_floor():
+    fs = decide([("season", _share(0.07, 1e-100, 50_000)), ("hr", _share(0.07, 1e-100, 5_000)),
+                 ("wx", _share(0.04, 1e-100, 50_000)), ("day", _share(0.07, 1e-5, 50_000))],
+                policy=Policy(), model="m", mode="skew")
+    assert [f.verdict for f in fs] == ["warning", "ok", "ok", "ok"]
+    assert "large-sample tier" in fs[0].message and fs[0].significant
+    big = decide([("season", _share(0.5, 1e-100, 50_000))], policy=Policy(), model="m", mode="skew")[0]
+    assert big.verdict == "critical"  # the normal rule still decides above the floor
+    off = decide([("season", _share(0.07, 1e-100, 50_000))], policy=BASE, model="m", mode="skew")[0]
+    assert off.verdict == "ok"
+    with pytest.raises(ConfigError):
+        LargeSample(fraction=0.0)
+
+
+# -- trends (rule 5) ------------------------------------------------------------------------------
+
+def _base(effect, *, verdict="ok", test="mean_shift", mode="skew", significant=True):
+    return Finding(model="m", feature="temp", test=test, mode=mode, statistic=1.0, p_value=1e-4, q_value=1e-4,
+                   effect=effect, floor=0.2, significant=significant, verdict=verdict, message="x")
+
+
+def test_a_steadily_rising_effect_is_a_trend_warning():
+    history = [(_base(0.01 * i),) for i in range(11)]
+    (f,) = trend_findings((_base(0.11),), history, policy=Policy())
+    assert f.test == "trend_mean_shift" and f.floor == pytest.approx(0.06) and f.verdict == "warning"
+    assert f.effect == pytest.approx(0.11) and f.significant and "rising" in f.message
+    # the same values in random order: no trend
+    rng = np.random.default_rng(0)
+    shuffled = [(_base(e),) for e in rng.permutation([0.01 * i for i in range(11)])]
+    (g,) = trend_findings((_base(0.05),), shuffled, policy=Policy())
+    assert g.verdict == "ok"
+
+
+def test_trend_gates_history_length_mode_and_redundancy():
+    history = [(_base(0.01 * i),) for i in range(11)]
+    (short,) = trend_findings((_base(0.11),), history[-5:], policy=Policy())
+    assert (short.verdict, short.min_samples) == ("insufficient_data", 8)
+    assert trend_findings((_base(0.11, mode="drift"),), [(_base(0.01 * i, mode="drift"),) for i in range(11)],
+                          policy=Policy()) == ()
+    (already,) = trend_findings((_base(0.25, verdict="warning"),), history, policy=Policy())
+    assert already.verdict == "ok" and "already alerting" in already.message
+    (quiet,) = trend_findings((_base(0.11, significant=False),), history, policy=Policy())
+    assert quiet.verdict == "ok"
+    assert trend_findings((_base(0.11),), history, policy=Policy(trend=Trend(enabled=False))) == ()
+    assert trend_findings((_base(0.11, test="psi"),), history, policy=Policy()) == ()  # no trend for psi
+
+
+def test_mann_kendall_and_sen_against_scipy():
+    from monitor.compare.trend import mann_kendall, trend
+
+    rng = np.random.default_rng(3)
+    y = np.round(rng.normal(0, 1, 15) + 0.1 * np.arange(15), 1)  # with ties
+    s, p = mann_kendall(y)
+    tau = stats.kendalltau(np.arange(15), y)
+    _, ties = np.unique(y, return_counts=True)
+    n0 = 15 * 14 / 2
+    n2 = float(np.sum(ties * (ties - 1) / 2))
+    assert s == pytest.approx(tau.statistic * math.sqrt(n0 * (n0 - n2)))
+    r = trend(test=TestName.TREND_KS, effects=y, n_current=1, n_reference=1)
+    sen = stats.theilslopes(y, np.arange(15), method="joint")
+    assert r.detail("slope") == pytest.approx(sen.slope) and r.effect == pytest.approx(max(0.0, sen.intercept + 14 * sen.slope))
+    assert r.p_value == pytest.approx(p)
