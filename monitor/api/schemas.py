@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.api.bounded import clip
+from monitor.decide import Mode, Verdict  # the core names them once
 from monitor.storage.rows import FindingRow, ScoreRow, WindowRow
 from monitor.timeutil import format_instant
 
@@ -30,12 +33,11 @@ __all__ = [
     "window_out",
     "finding_out",
     "score_out",
+    "answer",
     "ratio",
 ]
 
-Mode = Literal["skew", "drift", "seasonal", "median", "pinned", "version"]
 Family = Literal["features", "output"]
-Verdict = Literal["ok", "warning", "critical"]
 
 
 class _Out(BaseModel):
@@ -79,15 +81,17 @@ class WindowOut(_Out):
     report_url: str
 
 
-def window_out(w: WindowRow, *, max_chars: int) -> WindowOut:
-    return WindowOut(
-        id=w.id, model=w.model, model_version=w.model_version, segment=w.segment, start_ms=w.start_ms,
-        end_ms=w.end_ms, start=format_instant(w.start_ms), end=format_instant(w.end_ms), status=w.status,
-        error=clip(w.error, max_chars), rows=w.rows, records=w.records, invalid_instances=w.invalid_instances,
-        late_records=w.late_records, duplicate_records=w.duplicate_records, partials=w.partials, findings=w.findings,
-        alerting=w.alerting, decided_at_ms=w.decided_at_ms, decided_at=format_instant(w.decided_at_ms),
-        report_url=f"/reports/{w.id}",
-    )
+def window_out(w: WindowRow, *, max_chars: int) -> dict[str, Any]:
+    """A window as :class:`WindowOut` describes it (a plain dict: answers are encoded by orjson)."""
+    return {
+        "id": w.id, "model": w.model, "model_version": w.model_version, "segment": w.segment, "start_ms": w.start_ms,
+        "end_ms": w.end_ms, "start": format_instant(w.start_ms), "end": format_instant(w.end_ms), "status": w.status,
+        "error": clip(w.error, max_chars), "rows": w.rows, "records": w.records,
+        "invalid_instances": w.invalid_instances, "late_records": w.late_records,
+        "duplicate_records": w.duplicate_records, "partials": w.partials, "findings": w.findings,
+        "alerting": w.alerting, "decided_at_ms": w.decided_at_ms, "decided_at": format_instant(w.decided_at_ms),
+        "report_url": f"/reports/{w.id}",
+    }
 
 
 class WindowPage(_Out):
@@ -118,19 +122,22 @@ class FindingOut(_Out):
     effect_over_floor: float | None
     significant: bool
     verdict: Verdict
+    raw_verdict: Verdict | None = Field(description="The verdict before the persistence rule.")
     alerting: bool
     message: str
 
 
-def finding_out(f: FindingRow, *, max_chars: int) -> FindingOut:
-    return FindingOut(
-        id=f.id, window_id=f.window_id, model=f.model, model_version=f.model_version, segment=f.segment,
-        start_ms=f.start_ms, end_ms=f.end_ms, start=format_instant(f.start_ms), end=format_instant(f.end_ms),
-        mode=f.mode, reference_window_id=f.reference_window_id, family=f.family, feature=f.feature, test=f.test,
-        statistic=f.statistic, p_value=f.p_value, q_value=f.q_value, effect=f.effect, floor=f.floor,
-        effect_over_floor=ratio(f.effect, f.floor), significant=f.significant, verdict=f.verdict,
-        alerting=f.alerting, message=clip(f.message, max_chars) or "",
-    )
+def finding_out(f: FindingRow, *, max_chars: int) -> dict[str, Any]:
+    """A finding as :class:`FindingOut` describes it (a plain dict)."""
+    return {
+        "id": f.id, "window_id": f.window_id, "model": f.model, "model_version": f.model_version,
+        "segment": f.segment, "start_ms": f.start_ms, "end_ms": f.end_ms, "start": format_instant(f.start_ms),
+        "end": format_instant(f.end_ms), "mode": f.mode, "reference_window_id": f.reference_window_id,
+        "family": f.family, "feature": f.feature, "test": f.test, "statistic": f.statistic, "p_value": f.p_value,
+        "q_value": f.q_value, "effect": f.effect, "floor": f.floor, "effect_over_floor": ratio(f.effect, f.floor),
+        "significant": f.significant, "verdict": f.verdict, "raw_verdict": f.raw_verdict, "alerting": f.alerting,
+        "message": clip(f.message, max_chars) or "",
+    }
 
 
 class FindingPage(_Out):
@@ -159,12 +166,19 @@ class ScoreOut(_Out):
     alerting: bool
 
 
-def score_out(s: ScoreRow) -> ScoreOut:
-    return ScoreOut(model=s.model, model_version=s.model_version, segment=s.segment, mode=s.mode, family=s.family,
-                    feature=s.feature, test=s.test, window_id=s.window_id, end_ms=s.end_ms,
-                    end=format_instant(s.end_ms), statistic=s.statistic, q_value=s.q_value, effect=s.effect,
-                    floor=s.floor, effect_over_floor=ratio(s.effect, s.floor), verdict=s.verdict,
-                    alerting=s.alerting)
+def score_out(s: ScoreRow) -> dict[str, Any]:
+    """A latest score as :class:`ScoreOut` describes it (a plain dict)."""
+    return {"model": s.model, "model_version": s.model_version, "segment": s.segment, "mode": s.mode,
+            "family": s.family, "feature": s.feature, "test": s.test, "window_id": s.window_id, "end_ms": s.end_ms,
+            "end": format_instant(s.end_ms), "statistic": s.statistic, "q_value": s.q_value, "effect": s.effect,
+            "floor": s.floor, "effect_over_floor": ratio(s.effect, s.floor), "verdict": s.verdict,
+            "alerting": s.alerting}
+
+
+def answer(content: Any, status_code: int = 200) -> Response:
+    """JSON encoded by orjson straight from plain values: the big list answers skip pydantic (their
+    shapes are still the documented models, and the schemathesis run checks every answer against them)."""
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
 class ScoresOut(_Out):

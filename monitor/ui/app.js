@@ -93,10 +93,10 @@ async function loadGrid() {
     ...tests.map((t) => {
       const halves = ["skew", "drift"].map((mode) => {
         const s = at.get(`${f}|${t}|${mode}`);
-        const ratio = s ? s.effect_over_floor : null;
+        const ratio = s && s.verdict !== "insufficient_data" ? s.effect_over_floor : null;
         return el("div", { class: mode, "data-mode": mode, "data-ratio": ratio === null ? "" : String(ratio),
           style: `background:${colour(ratio)}`,
-          title: s ? `${f} ${t} ${mode}: effect ${fmt(s.effect)} / floor ${fmt(s.floor)} = ${fmt(ratio)}; ${s.verdict}` +
+          title: s ? `${f} ${t} ${mode}: effect ${fmt(s.effect)} / floor ${fmt(s.floor)} = ${fmt(s.effect_over_floor)}; ${s.verdict.replace("_", " ")}` +
                      (s.q_value !== null ? `; q ${fmt(s.q_value, 2)}` : "") : `${f} ${t} ${mode}: not computed`,
           text: ratio === null ? "" : (ratio >= 1 ? "●" : "") });
       });

@@ -6,10 +6,9 @@ from typing import Literal
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from monitor.api.context import Context
-from monitor.api.metrics import StoreCollector
+from monitor.api.metrics import CONTENT_TYPE, render
 from monitor.api.routes.common import READ, as_json, only
 from monitor.api.schemas import _Out
 from monitor.api.security import Guards
@@ -36,9 +35,6 @@ class Ready(_Out):
 
 def add_health_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
     store = ctx.store
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store))
-    app.state.registry = registry
 
     def store_check() -> tuple[bool, str]:
         try:
@@ -68,9 +64,9 @@ def add_health_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         body = Ready(status="ready" if ready else "not ready", checks=checks)
         return body if ready else JSONResponse(status_code=503, content=body.model_dump())
 
-    @app.get("/metrics", tags=["health"], responses=as_json({**READ, 200: {"content": {CONTENT_TYPE_LATEST: {}},
+    @app.get("/metrics", tags=["health"], responses=as_json({**READ, 200: {"content": {CONTENT_TYPE: {}},
                                                                             "description": "Prometheus text format."}}),
              response_class=Response, dependencies=[Depends(guards.read), Depends(only())])
     def metrics() -> Response:
         """Every latest score, the latest window of each stream, dead letters and firing alerts."""
-        return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(content=render(store), media_type=CONTENT_TYPE)

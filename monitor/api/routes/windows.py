@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import Depends, FastAPI, Path, Query
+from fastapi.responses import Response
 
 from monitor.api.context import Context
 from monitor.api.distributions import (
@@ -29,13 +30,13 @@ from monitor.api.routes.common import (
 from monitor.api.schemas import (
     FindingPage,
     HistoryOut,
-    HistoryPoint,
-    HistorySeries,
     Mode,
     Problem,
+    Verdict,
     ScoresOut,
     WindowOut,
     _Out,
+    answer,
     finding_out,
     score_out,
     window_out,
@@ -88,15 +89,15 @@ def add_window_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         until: Instant | None = until_q(),
         limit: int = Query(100, ge=1, le=1000, description="At most this many, newest first."),
         cursor: str | None = cursor_q(),
-    ) -> WindowPageOut:
+    ) -> Response:
         query = dict(model=model, model_version=model_version, segment=segment, mode=mode, status=status,
                      since=since, until=until, limit=limit)
         after = decode_cursor(cursor, route="windows", query=query, size=2)
         page = store.page_windows(WindowFilter(model=model, model_version=model_version, segment=segment,
                                                status=status, mode=mode, since_ms=since, until_ms=until),
                                   after=after, limit=limit)  # type: ignore[arg-type]
-        return WindowPageOut(windows=[window_out(w, max_chars=chars) for w in page.rows],
-                             next=encode_cursor(page.next, route="windows", query=query))
+        return answer({"windows": [window_out(w, max_chars=chars) for w in page.rows],
+                       "next": encode_cursor(page.next, route="windows", query=query)})
 
     @app.get("/windows/{window_id}", response_model=WindowDetail, responses={**READ, **_NOT_FOUND},
              tags=["windows"], dependencies=[*read, Depends(only())])
@@ -119,13 +120,13 @@ def add_window_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         feature: str | None = name_q("Only this feature."),
         test: str | None = name_q("Only this test (ks, psi, ...)."),
         mode: Mode | None = Query(None),
-        verdict: Literal["ok", "warning", "critical"] | None = Query(None),
+        verdict: Verdict | None = Query(None),
         alerting: bool | None = Query(None),
         since: Instant | None = since_q(),
         until: Instant | None = until_q(),
-        limit: int = Query(500, ge=1, le=5000),
+        limit: int = Query(200, ge=1, le=2000),
         cursor: str | None = cursor_q(),
-    ) -> FindingPage:
+    ) -> Response:
         f = FindingFilter(window_id=window_id, model=model, model_version=model_version, segment=segment,
                           family=family, feature=feature, test=test, mode=mode, verdict=verdict, alerting=alerting,
                           since_ms=since, until_ms=until)  # type: ignore[arg-type]
@@ -135,8 +136,8 @@ def add_window_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         size = 2 if f.order == "feature" else 1
         page = store.page_findings(f, after=decode_cursor(cursor, route="findings", query=query, size=size),
                                    limit=limit)
-        return FindingPage(findings=[finding_out(r, max_chars=chars) for r in page.rows],
-                           next=encode_cursor(page.next, route="findings", query=query))
+        return answer({"findings": [finding_out(r, max_chars=chars) for r in page.rows],
+                       "next": encode_cursor(page.next, route="findings", query=query)})
 
     @app.get("/scores", response_model=ScoresOut, responses=READ, tags=["findings"],
              dependencies=[*read, Depends(only("model", "model_version", "segment", "mode"))])
@@ -145,12 +146,12 @@ def add_window_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         model_version: str | None = name_q("Only this model version."),
         segment: str | None = Query(None, max_length=512),
         mode: Mode | None = Query(None),
-    ) -> ScoresOut:
+    ) -> Response:
         """The latest value of every score (one row per model, version, segment, mode, family, feature, test)."""
-        rows = [s for s in store.latest_scores(model=model)
+        rows = [s for s in store.scores(model=model)
                 if (model_version is None or s.model_version == model_version)
                 and (segment is None or s.segment == segment) and (mode is None or s.mode == mode)]
-        return ScoresOut(scores=[score_out(s) for s in rows])
+        return answer({"scores": [score_out(s) for s in rows]})
 
     @app.get("/models/{model}/features/{feature}/history", response_model=HistoryOut, responses=READ,
              tags=["findings"],
@@ -165,9 +166,9 @@ def add_window_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
         test: str | None = name_q("Only this test."),
         since: Instant | None = since_q(),
         until: Instant | None = until_q(),
-        limit: int = Query(5000, ge=1, le=20_000, description="At most this many points (all series together)."),
+        limit: int = Query(1000, ge=1, le=5000, description="At most this many points (all series together)."),
         cursor: str | None = cursor_q(),
-    ) -> HistoryOut:
+    ) -> Response:
         """Every score of one feature over the retained windows, one series per (version, segment, mode,
         family, test), oldest first within a page; pages go back in time."""
         query = dict(model=model, feature=feature, model_version=model_version, segment=segment, mode=mode, test=test,
@@ -176,15 +177,16 @@ def add_window_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
                                      test=test, since_ms=since, until_ms=until,  # type: ignore[arg-type]
                                      after=decode_cursor(cursor, route="history", query=query, size=2),  # type: ignore[arg-type]
                                      limit=limit)
-        series: dict[tuple[str, str, str, str, str], list[HistoryPoint]] = {}
+        series: dict[tuple[str, str, str, str, str], list[dict]] = {}
         for r in reversed(page.rows):
-            series.setdefault((r.model_version, r.segment, r.mode, r.family, r.test), []).append(HistoryPoint(
-                window_id=r.window_id, start_ms=r.start_ms, end_ms=r.end_ms, end=format_instant(r.end_ms),
-                statistic=r.statistic, q_value=r.q_value, effect=r.effect, floor=r.floor, verdict=r.verdict,
-                alerting=r.alerting))
-        return HistoryOut(model=model, feature=feature, next=encode_cursor(page.next, route="history", query=query),
-                          series=[HistorySeries(model_version=k[0], segment=k[1], mode=k[2], family=k[3], test=k[4],
-                                                points=v) for k, v in sorted(series.items())])
+            series.setdefault((r.model_version, r.segment, r.mode, r.family, r.test), []).append({
+                "window_id": r.window_id, "start_ms": r.start_ms, "end_ms": r.end_ms, "end": format_instant(r.end_ms),
+                "statistic": r.statistic, "q_value": r.q_value, "effect": r.effect, "floor": r.floor,
+                "verdict": r.verdict, "alerting": r.alerting})
+        return answer({"model": model, "feature": feature,
+                       "series": [{"model_version": k[0], "segment": k[1], "mode": k[2], "family": k[3], "test": k[4],
+                                   "points": v} for k, v in sorted(series.items())],
+                       "next": encode_cursor(page.next, route="history", query=query)})
 
     @app.get("/windows/{window_id}/distribution", response_model=DistributionOut,
              responses={**READ, **_NOT_FOUND,

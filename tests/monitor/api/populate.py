@@ -88,9 +88,8 @@ def populate(store, bundle: Bundle, data_path, *, windows: int = 6, rows: int = 
             pairs += [("drift", "features", previous[1], features, previous[0]),
                       ("drift", "output", previous[2], outputs, previous[0])]
         for mode, family, reference, current, ref_id in pairs:
-            history = store.recent_findings(key, mode=mode, family=family, windows=3)
             report = evaluate(reference=reference, current=current, model=bundle.model_name, config=config,
-                              mode=mode, history=history)
+                              mode=mode)  # the default policy has no persistence rule: no history needed
             found += [FindingIn(f, family=family, reference_window_id=ref_id) for f in report.findings]
         sample = {"columns": {n: _json_safe(chunk[n].iloc[:SAMPLE_ROWS]) for n in names},
                   "outputs": {PREDICTION_SPEC.name: _json_safe(preds[:SAMPLE_ROWS])}}

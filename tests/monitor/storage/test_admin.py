@@ -94,6 +94,7 @@ def test_latest_window_of_each_stream(store):
     assert [(w.model_version, w.segment, w.start_ms // (5 * MIN)) for w in latest] == [
         ("v1", "", 2), ("v1", "weekend", 3), ("v2", "", 1)]
     assert store.latest_windows(model="other") == []
+    assert store.scores() == store.latest_scores() and len(store.scores()) == 3 * 4  # streams x (features x tests)
 
 
 def test_configs_and_baselines_round_trip(store):
