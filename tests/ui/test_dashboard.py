@@ -82,12 +82,13 @@ def test_the_dashboard_shows_the_grid_a_timeline_and_distributions(monitor, brow
     expect(page.locator("#dist-window")).to_have_text(str(info.window_ids[-1]))
     page.locator("#distribution svg.histogram rect.bar.window").first.wait_for(state="attached")
     assert page.locator("#distribution svg.histogram rect.bar.reference").count() == 30
+    _save(page, tmp_path, "dashboard.png")  # the README's picture: the Fahrenheit window against the baseline
     page.locator("input[name=view][value=cdf]").check()
     page.locator("#distribution svg.cdf polyline.cdf.window").wait_for(state="attached")
     page.locator('#grid th.feature:text-is("season")').click()
     page.locator("#distribution svg.categories rect.bar.window").first.wait_for(state="attached")
     assert page.locator("#dist-report").get_attribute("href") == f"/reports/{info.window_ids[-1]}"
-    _save(page, tmp_path, "dashboard.png")
+    _save(page, tmp_path, "dashboard-categories.png")
     assert foreign == [] and errors == []
 
 
