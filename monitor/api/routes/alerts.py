@@ -169,6 +169,7 @@ class SilenceOut(_Out):
 
 class SilencesOut(_Out):
     silences: list[SilenceOut]
+    next: str | None
 
 
 def silence_out(s: Any, now_ms: int, chars: int) -> SilenceOut:
@@ -237,13 +238,18 @@ def add_alert_routes(app: FastAPI, ctx: Context, guards: Guards) -> None:
             raise _store_refusal(exc, {}) from None
 
     @app.get("/silences", response_model=SilencesOut, responses=READ, tags=["silences"],
-             dependencies=[*read, Depends(only("active_at", "limit"))])
+             dependencies=[*read, Depends(only("active_at", "limit", "cursor"))])
     def silences(active_at: Instant | None = Query(None, description="Only silences active at this instant."),
-                 limit: int = Query(200, ge=1, le=1000)) -> SilencesOut:
+                 limit: int = Query(200, ge=1, le=1000),
+                 cursor: str | None = cursor_q()) -> SilencesOut:
         """Silences, newest first."""
+        query = {"active_at": active_at, "limit": limit}
+        (start,) = decode_cursor(cursor, route="silences", query=query, size=1) or (0,)
         now = store.now()
-        rows = store.list_silences(active_at_ms=active_at)[:limit]
-        return SilencesOut(silences=[silence_out(s, now, chars) for s in rows])
+        rows = store.list_silences(active_at_ms=active_at)
+        more = (start + limit,) if start + limit < len(rows) else None
+        return SilencesOut(silences=[silence_out(s, now, chars) for s in rows[start:start + limit]],
+                           next=encode_cursor(more, route="silences", query=query))
 
     @app.post("/silences", response_model=SilenceOut, status_code=201, responses=WRITE, tags=["silences"],
               dependencies=[*write, Depends(only())])

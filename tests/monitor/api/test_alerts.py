@@ -83,6 +83,11 @@ def test_silences_create_list_and_expire(api):
     later = format_instant(store.now() + 1000).replace("+", "%2B")
     assert client.get(f"/silences?active_at={later}").json()["silences"] == []
     assert client.post("/silences/nope/expire", headers=AUTH).status_code == 404
+    second = client.post("/silences", json={**body, "matchers": ["feature=hum"]}, headers=AUTH).json()
+    page = client.get("/silences?limit=1").json()
+    rest = client.get(f"/silences?limit=1&cursor={page['next']}").json()
+    assert len(page["silences"]) == len(rest["silences"]) == 1 and rest["next"] is None
+    assert {s["id"] for s in page["silences"] + rest["silences"]} == {silence["id"], second["id"]}
 
 
 @pytest.mark.parametrize("change, loc", [
