@@ -63,7 +63,14 @@ from starlette.types import Receive, Scope, Send
 
 from monitor.errors import ConfigError, RecordError
 from monitor.settings import Settings
-from serving.exchange import RATIO_PROBE_BYTES, PredictTarget, decode_body, exchange_request_id, predict_target, record_from_exchange
+from serving.exchange import (
+    RATIO_PROBE_BYTES,
+    PredictTarget,
+    decode_body,
+    exchange_request_id,
+    predict_target,
+    record_from_exchange,
+)
 from serving.limits import LimitExceeded, LimitsMiddleware, RejectionCounts, RequestLimits, answer_limit, check_json
 from serving.metrics import CLIENT_CLOSED, CONTENT_TYPE_LATEST, LoggerCollector, RejectionCollector
 from serving.netbackend import AsyncioBackend
