@@ -41,9 +41,9 @@ from monitor.stats.exact import SQUARE_UNIT_EXP, SUM_UNIT_EXP, exact_moments, in
 __all__ = ["NumericStats", "to_float_array", "DEFAULT_BINS", "BASELINE_BINS", "MIN_BINS", "MAX_BINS"]
 
 #: Buckets of a window's numeric feature: exact up to this many distinct values.
-DEFAULT_BINS = 2048
+DEFAULT_BINS = 1024
 #: Buckets of a training baseline's numeric feature (compared with every window, built once).
-BASELINE_BINS = 32768
+BASELINE_BINS = 16384
 MIN_BINS, MAX_BINS = 8, 1 << 24
 _FIELDS = struct.Struct("<IQQQ")  # bins, count, missing, nonfinite
 _MISSING_TYPES = (type(None), type(pd.NA))

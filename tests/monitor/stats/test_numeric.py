@@ -309,7 +309,7 @@ def test_far_from_zero_with_small_spread_keeps_resolution() -> None:
     x = rng.normal(290, 10, 200_000)
     s = NumericStats()
     s.update(x)
-    assert s.rank_error < 0.005
+    assert s.rank_error < 0.01  # the hard bound: a tenth of the ks floor
     xs = np.sort(x)
     points = np.quantile(x, np.linspace(0.01, 0.99, 99))
     assert np.abs(s.cdf(points) - np.searchsorted(xs, points, "right") / xs.size).max() < 0.001
