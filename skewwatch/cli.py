@@ -210,6 +210,11 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
          "pagerduty_routing_key"),
     ),
     "monitor": (cmd_monitor, "Serve the monitor API and the dashboard (/ui): models, baselines, configs, windows, findings, alerts, reports, /metrics.", ("state_dir", "store_url", "models_dir", "monitor_config", "kafka_bootstrap_servers", "monitor_host", "monitor_port", "monitor_public_url", "monitor_check_kafka", "api_read_auth", "api_cors_origins", "api_max_body_bytes", "api_max_upload_bytes", "api_max_value_chars", "report_cache_size", "retention_windows_days", "retention_findings_days", "retention_profiles_days", "retention_interval_seconds")),
+    "calibrate": (
+        lambda args, settings: __import__("monitor.calibrate", fromlist=["cmd_calibrate"]).cmd_calibrate(args, settings),
+        "Replay each model's training rows through the detector: expected false alerts per 1,000 windows.",
+        ("models_dir", "monitor_config"),
+    ),
     "demo": (
         cmd_demo,
         "Run the whole path on the embedded broker: train, serve, collect, replay 2012 traffic with a skew bug.",
