@@ -19,10 +19,12 @@ Rules, in the order a record meets them:
    records, or when the stream goes idle; the caller dead-letters them (``event_time_jump``).
 3. **A stream starts unanchored**: its records are held until two of them agree, so an absurd
    *first* record cannot anchor it either; records then admitted behind the watermark are late.
-4. **Idle streams advance with the wall clock** (:meth:`idle`): when the partition is caught up
-   with the broker and the stream had no record for the idle timeout, the watermark moves on by
-   the wall time since its last record, as live traffic would. The caller declares idleness only
-   while the broker answers and nothing is left to read: an outage is not quiet traffic.
+4. **Idle streams move on** (:meth:`idle`): when the partition is caught up with the broker and
+   the stream had no record for the idle timeout, live traffic's watermark moves on by the wall
+   time since its last record, as live traffic would; a replay of history (event times far behind
+   when the records were produced: :meth:`historical`) that goes quiet has ended or paused, and its
+   open windows close at once (:meth:`end_replay`). The caller declares idleness only while the
+   broker answers and nothing is left to read: an outage is not quiet traffic.
 
 Pure and deterministic: replaying the same records from a checkpoint of :meth:`state`
 reproduces every event.
@@ -184,3 +186,14 @@ class StreamClock(Generic[T]):
             self.top1, self.top2 = target, target
             self.produced_at_top1 += elapsed_ms
         return out
+
+    def historical(self, margin_ms: int) -> bool:
+        """Is this stream a replay of history (its newest event time far behind when it was produced)?"""
+        return self.anchored and self.top1 is not None and self.produced_at_top1 - self.top1 > margin_ms
+
+    def end_replay(self, through_ms: int) -> None:
+        """An idle replay of history has ended (or paused): move the watermark to ``through_ms`` at once
+        (the caller passes the end of its last open window plus the lateness)."""
+        if self.anchored and self.top1 is not None and through_ms > (self.top2 or self.top1):
+            self.top1 = max(self.top1, through_ms)
+            self.top2 = through_ms

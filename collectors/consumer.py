@@ -48,7 +48,9 @@ def timing_from(settings: Settings) -> Timing:
 
     window_ms = int(settings.window_seconds * 1000)
     lateness_ms = int(settings.allowed_lateness_seconds * 1000)
-    jump = int(settings.max_watermark_jump_seconds * 1000) or max(window_ms, lateness_ms)
+    # one record can never move the watermark (it is the second largest), so the jump rule only has to
+    # stop absurd leaps; a partition that sees a model every few windows still jumps several windows
+    jump = int(settings.max_watermark_jump_seconds * 1000) or max(30 * window_ms, 86_400_000, lateness_ms)
     return Timing(window_ms=window_ms, lateness_ms=lateness_ms, max_jump_ms=jump,
                   idle_ms=int(settings.idle_close_seconds * 1000),
                   min_event_ms=parse_instant(settings.min_event_time, what="min_event_time"),

@@ -67,6 +67,9 @@ class MergeStage:
         self._late_pending: Counter[WindowKey] = Counter()
         self._input_partitions = 0
         self._high_watermarks: dict[int, int] = {}  # input topic, queried by this stage itself
+        self._hw_at = 0.0  # monotonic time of that query
+        self._claim_ready: dict[WindowKey, float] = {}
+        self.claim_delay_s = 1.0
         self._waiting: dict[str, str] = {}
         self._waiting_logged = 0.0
         self.decided = 0
@@ -142,6 +145,7 @@ class MergeStage:
         n = self._input_partitions
         if n <= 0:
             return
+        asked = time.monotonic()
         try:
             futures = admin.list_offsets({TopicPartition(self.settings.topic, p): OffsetSpec.latest() for p in range(n)},
                                          request_timeout=2)
@@ -152,6 +156,7 @@ class MergeStage:
             log.debug("cannot read the input topic's high watermarks: %s", exc)
             return
         self._high_watermarks = found
+        self._hw_at = asked
 
     def _commit(self, consumer, TopicPartition) -> None:  # noqa: ANN001, N803
         with self._processed_lock:
@@ -311,13 +316,20 @@ class MergeStage:
             series = (key.model, key.model_version, key.segment)
             if series in blocked:
                 continue
-            why = waiting_for(key.model, key.start_ms, end_ms, partitions=self._input_partitions,
-                              partition_states=self._partitions_state, streams=self._streams,
-                              high_watermarks=self._high_watermarks, now_ms=now, fresh_ms=self.fresh_ms)
+            ask = dict(partitions=self._input_partitions, partition_states=self._partitions_state,
+                       streams=self._streams, high_watermarks=self._high_watermarks, now_ms=now, fresh_ms=self.fresh_ms)
+            why = waiting_for(key.model, key.start_ms, end_ms, claims=False, **ask)
+            if why is not None:
+                why = waiting_for(key.model, key.start_ms, end_ms, **ask)
+                if why is None:  # ready on claims: confirm with a high watermark read after this moment
+                    since = self._claim_ready.setdefault(key, time.monotonic())
+                    if self._hw_at - since < self.claim_delay_s:
+                        why = "confirming partitions' caught-up claims with the broker"
             if why is not None:
                 blocked.add(series)
                 waiting[key.model] = why
                 continue
+            self._claim_ready.pop(key, None)
             outcome = self.decider.decide(key, extra_late=self._late_pending.pop(key, 0))
             if outcome.status == "decided":
                 self.decided += 1

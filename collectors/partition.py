@@ -301,7 +301,14 @@ class PartitionProcessor:
                 continue
             stream.last_advance_wall = now
             before = stream.clock.watermark
-            self._apply(model, stream, stream.clock.idle(elapsed), out)
+            t = self.timing
+            historical = stream.clock.historical(max(t.window_ms, t.lateness_ms, t.idle_ms))
+            self._apply(model, stream, stream.clock.idle(0 if historical else elapsed), out)
+            if historical:  # a quiet replay of history has ended or paused: close what it left open
+                ends = [k.start_ms + t.window_ms for k in self._by_model.get(model, ())]
+                if ends:
+                    stream.clock.end_replay(max(ends) + t.lateness_ms)
+                    self._close_passed(model, stream, out)
             if stream.clock.watermark != before:
                 stream.changed = True
         return out

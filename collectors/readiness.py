@@ -17,6 +17,10 @@ a claim counts only while the partition's high watermark, which the merge stage 
 has not moved past the position the collector reported. A killed collector's partitions therefore
 hold their windows back as soon as a record lands on them, and a window is never released early.
 
+A claim can still be overtaken by records produced just before it was checked (a producer batches
+per partition), so the merge stage accepts a window released by claims only once a high watermark
+read a little after the window first looked ready still agrees (``claims=False`` asks without them).
+
 Freshness is judged against the newest report of any partition, not only the wall clock, so a merge
 stage that is behind on its queue (all reports equally old) still decides.
 """
@@ -33,8 +37,11 @@ __all__ = ["waiting_for"]
 def waiting_for(model: str, start_ms: int, end_ms: int, *, partitions: int,
                 partition_states: Mapping[int, PartitionState], streams: Mapping[tuple[int, str], StreamState],
                 high_watermarks: Mapping[int, int], now_ms: int, fresh_ms: int = 3000,
-                silent_ms: int = 30_000) -> str | None:
-    """Why the window of ``model`` [start, end) cannot be decided yet, or ``None`` when it can."""
+                silent_ms: int = 30_000, claims: bool = True) -> str | None:
+    """Why the window of ``model`` [start, end) cannot be decided yet, or ``None`` when it can.
+
+    ``claims=False``: only partitions that have closed through the end count (no "caught up" or
+    "idle" claim), the evidence that needs no confirmation from the broker."""
     if partitions <= 0:
         return "the input topic's partitions are not known yet"
     newest = max((s.sent_ms for s in partition_states.values()), default=0)
@@ -45,7 +52,7 @@ def waiting_for(model: str, start_ms: int, end_ms: int, *, partitions: int,
         if newest - state.sent_ms > fresh_ms or now_ms - state.sent_ms > silent_ms:
             return f"partition {p} has not reported for {(max(newest, now_ms) - state.sent_ms) / 1000:.0f}s"
         hw = high_watermarks.get(p)
-        caught_up = state.caught_up and hw is not None and hw <= state.position
+        caught_up = claims and state.caught_up and hw is not None and hw <= state.position
         stream = streams.get((p, model))
         if stream is not None and stream.closed_through_ms >= end_ms:
             continue

@@ -49,8 +49,8 @@ class Settings(BaseSettings):
         "idle for it: it stops holding that model's windows back and its watermark moves on with the wall clock.")
     max_watermark_jump_seconds: float = Field(
         0.0, ge=0, description="A record further ahead of its partition's watermark than this (beyond what the producer's "
-        "clock advanced) waits for a second record to confirm it, else goes to the dead-letter topic; 0: max(window, "
-        "allowed lateness).")
+        "clock advanced) waits for a second record to confirm it, else goes to the dead-letter topic; 0: the largest of "
+        "30 windows, one day and the allowed lateness.")
     max_record_bytes: int = Field(32 << 20, gt=0, description="Collectors dead-letter messages larger than this (too_large).")
     store_url: str | None = Field(
         None, description="SQLAlchemy URL of the store (postgresql+psycopg://user:password@host/db for a shared "

@@ -176,7 +176,8 @@ def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from skewwatch.demo import run_demo
 
-    return run_demo(settings, data_path=args.data, epochs=args.epochs, retrain=args.retrain, windows=args.windows, rows_per_window=args.rows_per_window)
+    return run_demo(settings, data_path=args.data, epochs=args.epochs, retrain=args.retrain, weeks=args.weeks,
+                    bug_weeks=args.bug_weeks, keep_running=args.keep_running)
 
 
 VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple[str, ...]]] = {
@@ -218,7 +219,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
     "demo": (
         cmd_demo,
         "Run the whole path on the embedded broker: train, serve, collect, replay 2012 traffic with a skew bug.",
-        ("models_dir", "state_dir", "window_seconds"),
+        ("models_dir", "state_dir", "monitor_config"),
     ),
 }
 
@@ -251,12 +252,26 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("action", nargs="?", choices=["list"], default="list", help="What to do (list).")
         if verb == "demo":
             sub.add_argument("--retrain", action="store_true", help="Train a new bundle even if one exists.")
-            sub.add_argument("--windows", type=int, default=4, help="Windows of healthy traffic, then as many with the bug.")
-            sub.add_argument("--rows-per-window", type=int, default=1000, help="Instances per window.")
+            sub.add_argument("--weeks", type=int, default=20, help="Weeks of healthy 2012 traffic, in time order.")
+            sub.add_argument("--bug-weeks", type=int, default=3, help="Weeks with the Fahrenheit bug after them.")
+            sub.add_argument("--keep-running", action="store_true",
+                             help="Keep the services (and the dashboard) up after the summary, until Ctrl-C.")
     return parser
 
 
+def _quiet_libraries() -> None:
+    """TensorFlow's C++ log and Google client libraries' deprecation notices are not for our users
+    (set TF_CPP_MIN_LOG_LEVEL yourself to see them again); child processes inherit the setting."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\.|$)")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"keras(\.|$)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
