@@ -3,8 +3,10 @@
 Frame (seeded): 10 numeric columns (normal/lognormal/uniform mixes, ~1% NaN) and 5 categorical
 string columns of cardinality 2, 10, 100, 1000 and 10000 with Zipf(1.1)-skewed frequencies.
 
-- skewwatch: ``Profile.update_frame`` (exact moments + KLL k=200 per numeric column, exact counts
-  or Misra-Gries + HLL per categorical column).
+- skewwatch: ``Profile.update_frame`` with window sizing (per numeric column exact sums and the
+  deterministic bucket grid, 1,024 buckets; per categorical column exact counts up to 4,096
+  values, then hashed buckets + HyperLogLog). Before this change (KLL k=200, Misra-Gries,
+  DataSketches HLL) the same frame ran at about 2.0M rows/s on an idle machine.
 - lower bound: the least work a per-feature profile needs, measured in the same run with numpy
   and pandas: per numeric column count, mean, M2, min/max and a 256-bin histogram; per
   categorical column ``value_counts``.
@@ -120,7 +122,10 @@ def main() -> None:
     print(f"\nserialized profile: {len(profile.to_bytes()):,} bytes")
     for name, size in sizes.items():
         stats = profile.features[name]
-        extra = f" exact={stats.is_exact} error_bound={stats.error_bound}" if hasattr(stats, "is_exact") else ""
+        if hasattr(stats, "error_bound"):
+            extra = f" exact={stats.is_exact} error_bound={stats.error_bound}"
+        else:
+            extra = f" exact={stats.is_exact} buckets={len(stats.buckets())} rank_error={stats.rank_error:.2g}"
         print(f"  {name:<10}{size:>10,} bytes{extra}")
     print(f"peak RSS before TFDV: {rss_before_tfdv:,.0f} MiB; at end: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 

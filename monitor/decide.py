@@ -21,7 +21,7 @@ Rule (per result of one window):
    ``warning``; ``ok`` when the finding does not alert.
 4. **Large-sample tier** (:class:`LargeSample`): a share-scale result (chi_squared,
    missing_rate by default) whose evidence is overwhelming (``q <= large_sample.q_value``,
-   1e-10) on large samples (both sides at least ``large_sample.min_count``, 10,000) is a
+   1e-10) in a large window (at least ``large_sample.min_count`` values, 10,000) is a
    ``warning`` from ``large_sample.fraction * floor`` on (half the floor): a category share
    moving 5-10 points with q below 1e-100 is reported, not hidden under the 0.1 floor. Never
    ``critical``.
@@ -170,9 +170,10 @@ class Persistence:
 
 @dataclass(frozen=True, slots=True)
 class LargeSample:
-    """Rule 4: a ``warning`` from ``fraction * floor`` when ``q <= q_value`` and both sides hold at
-    least ``min_count`` values, for the share-scale ``tests`` (by default the category mix and the
-    missing share). ``enabled=False`` switches it off."""
+    """Rule 4: a ``warning`` from ``fraction * floor`` when ``q <= q_value`` and the current window
+    holds at least ``min_count`` values, for the share-scale ``tests`` (by default the category mix
+    and the missing share). ``enabled=False`` switches it off. (The reference's size is already in
+    q: a small reference cannot give q <= 1e-10 for a small change.)"""
 
     enabled: bool = True
     fraction: float = 0.5
@@ -442,10 +443,11 @@ def _decide_one(feature: str, r: TestResult, q: float | None, pol: Policy, *, mo
     else:
         verdict = "ok"
         tier = pol.large_sample
-        if (tier.enabled and r.test in tier.tests and q is not None and q <= tier.q_value and n >= tier.min_count
-                and r.effect >= tier.fraction * floor):
+        if (tier.enabled and r.test in tier.tests and q is not None and q <= tier.q_value
+                and r.n_current >= tier.min_count and r.effect >= tier.fraction * floor):
             verdict = "warning"
-            gated = f"large-sample tier: overwhelming evidence on n={n}, effect at least {_g(tier.fraction)} x floor"
+            gated = (f"large-sample tier: overwhelming evidence in {r.n_current} values, effect at least "
+                     f"{_g(tier.fraction)} x floor")
     return Finding(model=model, feature=feature, test=r.test.value, mode=mode, statistic=r.statistic,
                    p_value=r.p_value, q_value=q, effect=r.effect, floor=floor, significant=significant,
                    verdict=verdict, message=_message(feature, r, floor, q, gated))

@@ -1,8 +1,10 @@
 """The three detectors compared on the same windows, each judged by its own default rule.
 
 * :class:`Skewwatch`: ``monitor.evaluate`` with the built-in configuration
-  (``load_monitor_config(None)``), mode ``skew``, against the training profile.
-  Criteria: any finding alerting (warning or critical); any finding critical.
+  (``load_monitor_config(None)``), mode ``skew``, against the training profile (built at baseline
+  size, as ``trainer.baseline.feature_profile`` does). Windows of one ``stream`` get the earlier
+  windows' decided findings as history (so the trend tests run on the stationary stream); other
+  calls get none. Criteria: any finding alerting (warning or critical); any finding critical.
 * :class:`EvidentlyPreset`: Evidently's ``Report([DataDriftPreset()])`` with its defaults,
   reference = the training rows. Criteria: "dataset drift" (share of drifted columns >= the
   preset's ``drift_share``, 0.5) and "any column drifted" (a failed per-column drift test).
@@ -27,7 +29,7 @@ import pandas as pd
 from monitor.config import load_monitor_config
 from monitor.evaluate import evaluate
 from monitor.schema import FeatureSpec
-from monitor.stats import Profile
+from monitor.stats import BASELINE_BINS, BASELINE_CAPACITY, Profile
 
 __all__ = ["Outcome", "Skewwatch", "EvidentlyPreset", "TfdvComparators", "TFDV_THRESHOLD", "SYSTEMS"]
 
@@ -46,17 +48,24 @@ class Skewwatch:
     name = "skewwatch"
     criteria = ("skewwatch (warning+)", "skewwatch (critical)")
 
+    history_windows = 32  # as many as the collectors keep
+
     def __init__(self, reference: pd.DataFrame, specs: Sequence[FeatureSpec]) -> None:
         self._specs = tuple(specs)
         self._config = load_monitor_config(None)
-        self._reference = Profile.empty(self._specs)
+        self._reference = Profile.empty(self._specs, bins=BASELINE_BINS, capacity=BASELINE_CAPACITY)
         self._reference.update_frame(reference)
+        self._history: dict[int, list] = {}
 
-    def __call__(self, window: pd.DataFrame) -> Outcome:
+    def __call__(self, window: pd.DataFrame, *, stream: int | None = None) -> Outcome:
         current = Profile.empty(self._specs)
         current.update_frame(window)
+        history = self._history.setdefault(stream, []) if stream is not None else []
         report = evaluate(reference=self._reference, current=current, model="bikeshare", config=self._config,
-                          mode="skew")
+                          mode="skew", history=history)
+        if stream is not None:
+            history.append(report.decided)
+            del history[: -self.history_windows]
         alerting = report.alerting
         return Outcome(
             fired={self.criteria[0]: bool(alerting),

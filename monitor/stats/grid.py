@@ -140,10 +140,11 @@ def from_values(x: np.ndarray, shift: int = 0, bins: int | None = None) -> Bucke
 def _fitting_shift(k: np.ndarray, shift: int, bins: int) -> int:
     """The finest shift >= ``shift`` at which sorted keys ``k`` occupy at most ``bins`` buckets.
 
-    Occupancy falls as the shift grows, so a binary search finds it. A shift whose keys span at
-    most ``bins - 2`` buckets surely fits (the upper end); every shift that does not fit leaves
-    its distinct bucket ids, which answer every coarser shift, so after the first miss the search
-    runs on far fewer than ``len(k)`` values.
+    Occupancy falls as the shift grows. A shift whose keys span at most ``bins - 2`` buckets surely
+    fits (the upper end). From there the search steps down 6 shifts at a time: a bucket splits into
+    at most 64 at 6 shifts finer, so the first shift that does not fit holds at most ``64 * bins``
+    distinct buckets, and those (which answer every coarser shift) replace ``k`` for the binary
+    search that finishes the job. So ``k`` itself is scanned once or twice, not log2(64) times.
     """
     n = k.shape[0]
     span = int(k[-1]) - int(k[0])
@@ -152,15 +153,27 @@ def _fitting_shift(k: np.ndarray, shift: int, bins: int) -> int:
         hi += 1
     if n <= bins or hi == shift:
         return shift
-    lo = shift
-    cur, cur_shift = k, 0  # raw keys
-    first = True
-    while lo < hi:
-        mid = max(lo, hi - 6) if first else (lo + hi) // 2  # first try: at most 64x too many buckets
-        first = False
-        ids = cur >> (mid - cur_shift) if mid > cur_shift else cur
+
+    def occupancy(ids: np.ndarray) -> tuple[int, np.ndarray]:
         change = ids[1:] != ids[:-1]
-        if 1 + int(np.count_nonzero(change)) <= bins:
+        return 1 + int(np.count_nonzero(change)), change
+
+    cur, cur_shift, lo = k, 0, shift  # the answer lies in [lo, hi]; cur holds ids at cur_shift
+    while hi > lo:  # gallop down from the sure fit
+        probe = max(lo, hi - 6)
+        ids = cur >> (probe - cur_shift) if probe > cur_shift else cur
+        occ, change = occupancy(ids)
+        if occ <= bins:
+            hi = probe
+            continue
+        lo = probe + 1
+        cur, cur_shift = ids[np.concatenate(([True], change))], probe
+        break
+    while lo < hi:
+        mid = (lo + hi) // 2
+        ids = cur >> (mid - cur_shift)
+        occ, change = occupancy(ids)
+        if occ <= bins:
             hi = mid
         else:
             lo = mid + 1

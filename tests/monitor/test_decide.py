@@ -271,7 +271,7 @@ def test_every_mode_is_accepted():
 # -- large-sample tier (rule 4) -------------------------------------------------------------------
 
 def _share(effect, p, n):
-    return TestResult(test=TestName.CHI_SQUARED, statistic=900.0, p_value=p, effect=effect, n_reference=n,
+    return TestResult(test=TestName.CHI_SQUARED, statistic=900.0, p_value=p, effect=effect, n_reference=8645,
                       n_current=n)
 
 
