@@ -190,7 +190,7 @@ def demo(
                 "SKEWWATCH_WINDOW_SECONDS": str(WEEK_S),
                 "SKEWWATCH_ALLOWED_LATENESS_SECONDS": "0",
                 "SKEWWATCH_IDLE_CLOSE_SECONDS": "3",
-                "SKEWWATCH_MAX_POLL_INTERVAL_MS": "3000",
+                "SKEWWATCH_MAX_POLL_INTERVAL_MS": "2000",  # Tansu holds a group join this long
                 "SKEWWATCH_CONSUMER_GROUP": f"skewwatch-demo-{stamp}",
                 "SKEWWATCH_MONITOR_CONFIG": str(Path(settings.monitor_config).resolve() if settings.monitor_config
                                                 else DEMO_CONFIG),
@@ -204,10 +204,12 @@ def demo(
             serve_url = f"http://127.0.0.1:{serve_port}"
             monitor_url = f"http://127.0.0.1:{monitor_port}"
             result.dashboard_url = f"{monitor_url}/ui"
-            services.append(Service("serve", env=env, log_path=run_dir / "serve.log", health_url=f"{serve_url}/healthz").start())
-            services.append(Service("collect", env=env, log_path=run_dir / "collect.log").start())
-            services.append(Service("monitor", env=env, log_path=run_dir / "monitor.log",
-                                    health_url=f"{monitor_url}/healthz").start())
+            serve = Service("serve", env=env, log_path=run_dir / "serve.log", health_url=f"{serve_url}/healthz")
+            collect = Service("collect", env=env, log_path=run_dir / "collect.log")
+            monitor = Service("monitor", env=env, log_path=run_dir / "monitor.log", health_url=f"{monitor_url}/healthz")
+            for svc in (serve, collect, monitor):  # side by side: the records wait in Kafka for the collector
+                services.append(svc.start(wait=False))
+            serve.wait_healthy()
 
             predict = f"{serve_url}/v1/models/{MODEL}:predict"
             out(f"[3/4] replaying 2012 in time order, one request per day: {weeks} healthy weeks from "
@@ -216,6 +218,8 @@ def demo(
             replay(predict, healthy)
             replay(predict, buggy)
             expected = weeks + bug_weeks
+            collect.wait_healthy()
+            monitor.wait_healthy()
 
             def decided() -> list[dict[str, Any]] | None:
                 rows = _all(f"{monitor_url}/windows", "windows", {"model": MODEL, "segment": "", "limit": 1000})

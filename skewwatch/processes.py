@@ -41,7 +41,9 @@ class Service:
         self.health_url = health_url
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, timeout: float = 120.0) -> "Service":
+    def start(self, *, timeout: float = 120.0, wait: bool = True) -> "Service":
+        """Spawn the process; with ``wait``, return once it answers its health URL (else at once,
+        and call :meth:`wait_healthy` later: services then start side by side)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -51,8 +53,15 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        if wait:
+            self.wait_healthy(timeout=timeout)
+        return self
+
+    def wait_healthy(self, *, timeout: float = 120.0) -> "Service":
         if self.health_url:
             wait_for(self._healthy, timeout=timeout, what=f"{self.verb} to answer {self.health_url} (log: {self.log_path})")
+        elif self.proc is not None and self.proc.poll() is not None:
+            raise SkewwatchError(f"{self.verb} exited early; see {self.log_path}:\n{self.tail()}")
         return self
 
     def _healthy(self) -> bool:
