@@ -297,7 +297,8 @@ def fit(b: Buckets, bins: int) -> Buckets:
 class Shape:
     """Float views of buckets for queries: ends, point masses and the mass strictly inside."""
 
-    __slots__ = ("lo", "hi", "nlo", "nhi", "mid", "before", "total")
+    __slots__ = ("lo", "hi", "nlo", "nhi", "mid", "before", "total", "at_lo", "full", "inv_width", "minimum",
+                 "maximum")
 
     def __init__(self, b: Buckets) -> None:
         self.lo = values_of(b.lo)
@@ -309,34 +310,31 @@ class Shape:
         ends = np.cumsum(b.cnt)
         self.before = (ends - b.cnt).astype(np.float64)
         self.total = float(ends[-1]) if ends.shape[0] else 0.0
+        self.at_lo = self.before + self.nlo  # values <= a bucket's smallest value
+        self.full = self.before + cnt  # values <= its largest
+        with np.errstate(over="ignore", divide="ignore"):
+            width = self.hi - self.lo
+            self.inv_width = np.where(np.isfinite(width) & (width > 0), 1.0 / np.where(width > 0, width, 1.0), 0.0)
+        self.minimum = float(self.lo[0]) if len(b) else float("nan")
+        self.maximum = float(self.hi[-1]) if len(b) else float("nan")
 
     def counts_le(self, t: np.ndarray, *, inclusive: bool) -> np.ndarray:
-        """Estimated number of values ``<= t`` (inclusive) or ``< t``, for finite ``t``."""
-        side = "right" if inclusive else "left"
-        b = np.searchsorted(self.lo, t, side=side) - 1
-        out = np.zeros(t.shape, dtype=np.float64)
-        has = b >= 0
-        if not has.any():
-            return out
-        bb = b[has]
-        tt = t[has]
-        lo, hi, nlo, nhi, mid, before = (a[bb] for a in (self.lo, self.hi, self.nlo, self.nhi, self.mid,
-                                                           self.before))
-        full = before + nlo + mid + nhi
-        width = hi - lo
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            frac = (tt - lo) / width
-            bad = ~np.isfinite(frac)
-            if bad.any():  # width overflowed: scale both by 1/2
-                frac[bad] = (tt[bad] * 0.5 - lo[bad] * 0.5) / (hi[bad] * 0.5 - lo[bad] * 0.5)
-        frac = np.clip(np.nan_to_num(frac, nan=0.0), 0.0, 1.0)
-        inside = before + nlo + mid * frac
+        """Estimated number of values ``<= t`` (inclusive) or ``< t``, for finite ``t``.
+
+        Exact at and outside every bucket's ends; inside, the values strictly between the ends
+        are spread evenly (their count is the only unknown, hence :func:`rank_error`)."""
+        b = np.searchsorted(self.lo, t, side="right" if inclusive else "left") - 1
+        none = b < 0
+        b = np.maximum(b, 0)
+        lo, hi = self.lo[b], self.hi[b]
+        frac = np.clip((t - lo) * self.inv_width[b], 0.0, 1.0)
+        inside = self.at_lo[b] + self.mid[b] * frac
+        full = self.full[b]
         if inclusive:
-            res = np.where(tt >= hi, full, inside)
+            res = np.where(t >= hi, full, inside)
         else:
-            res = np.where(tt > hi, full, np.where(tt == hi, full - nhi, inside))
-        out[has] = res
-        return out
+            res = np.where(t > hi, full, np.where(t == hi, full - self.nhi[b], inside))
+        return np.where(none, 0.0, res)
 
     def quantiles(self, ranks: np.ndarray) -> np.ndarray:
         """Smallest value whose estimated count ``<=`` it reaches ``rank`` (a count in [0, total])."""

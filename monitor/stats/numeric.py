@@ -160,11 +160,11 @@ class NumericStats:
 
     @property
     def min(self) -> float:
-        return float(grid.values_of(self._buckets.lo[:1])[0]) if self._count else math.nan
+        return self._grid_shape().minimum if self._count else math.nan
 
     @property
     def max(self) -> float:
-        return float(grid.values_of(self._buckets.hi[-1:])[0]) if self._count else math.nan
+        return self._grid_shape().maximum if self._count else math.nan
 
     @property
     def shift(self) -> int:
