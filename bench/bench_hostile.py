@@ -248,6 +248,7 @@ def main() -> None:
 
     from skewwatch.broker import EmbeddedBroker, ensure_topic, free_port
 
+    args.load_at_start = os.getloadavg()
     wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="bench-hostile-"))
     models_dir = args.models_dir
@@ -319,7 +320,8 @@ def _report(results: dict, memory: dict, attacks: dict, args: argparse.Namespace
     print(f"\nwrk -t1 -c{args.connections}, {args.delay_ms} ms pause per connection (paced), {args.duration} s per run, "
           f"median of {args.rounds} runs per phase, phases alternating; attack: {','.join(args.kinds)} "
           f"({args.slowloris} slow-loris connections, {args.rate:g}/s of each flood); "
-          f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+          f"load average (1/5/15 min) at the start {' '.join(f'{x:.2f}' for x in args.load_at_start)}, at the end "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)\n")
     print("| target | phase | req/s | p50 ms | p99 ms | non-2xx + errors |")
     print("|---|---|---:|---:|---:|---:|")
     for name in memory:
