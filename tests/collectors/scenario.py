@@ -288,3 +288,53 @@ def window_table(store: Store) -> dict[tuple, dict[str, Any]]:
             "duplicates": w.duplicate_records, "stats": stats, "features": features,
         }
     return out
+
+
+def reference_table(bootstrap: str, topic: str, models_dir: Path, tmp: Path, *, window_seconds: int = 60,
+                    lateness_seconds: int = 0) -> dict[tuple, dict[str, Any]]:
+    """The windows of one uninterrupted single-process run over everything in ``topic``: every message read
+    back with its partition and offset, each partition through its own partial stage, in offset order, and
+    every partial merged and decided by the same decider; no consumer group, no restarts."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from collectors.baselines import BaselineCache
+    from collectors.kafka import topic_partitions
+    from collectors.partition import PartitionProcessor, Publish, Timing
+    from collectors.pipeline import WindowDecider
+    from monitor.config import MonitorConfig
+    from monitor.storage import PartialIn
+    from monitor.timeutil import DEFAULT_MIN_EVENT_MS
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ref-{time.monotonic_ns()}", "enable.auto.commit": False,
+                  "log_level": 0})
+    n = topic_partitions(c, topic)
+    per: dict[int, list] = {p: [] for p in range(n)}
+    for p in range(n):
+        _low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        c.assign([TopicPartition(topic, p, 0)])
+        idle = 0
+        while idle < 3:
+            batch = c.consume(5000, 0.5)
+            idle = 0 if batch else idle + 1
+            per[p] += [(m.offset(), m.value(), m.timestamp()[1]) for m in batch if m.error() is None]
+    c.close()
+    window_ms = window_seconds * 1000
+    timing = Timing(window_ms=window_ms, lateness_ms=lateness_seconds * 1000, max_jump_ms=max(30 * window_ms, 86_400_000),
+                    idle_ms=2000, min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
+    cache = BaselineCache(models_dir)
+    with Store(f"sqlite:///{tmp / 'reference.sqlite3'}") as store:
+        decider = WindowDecider(store=store, baselines=cache, config=MonitorConfig())
+        for p, messages in per.items():
+            proc = PartitionProcessor(topic, p, timing, cache.resolve)
+            events = []
+            for offset, value, ts in sorted(messages, key=lambda m: m[0]):
+                events += proc.add(value, offset, ts)
+            events += [proc._publish(k) for k in sorted(proc._open)]  # the end of the traffic
+            for e in events:
+                if isinstance(e, Publish):
+                    q = e.partial
+                    store.add_partial(PartialIn(q.key, q.end_ms, q.source_topic, q.source_partition, q.first_offset,
+                                                q.last_offset, q.counts, q.features, q.outputs, q.sample))
+        for key, _end in store.pending_windows():
+            decider.decide(key)
+        return window_table(store)

@@ -21,6 +21,7 @@ import pytest
 from skewwatch.broker import EmbeddedBroker, ensure_topic
 from tests.collectors.scenario import (
     T0,
+    reference_table,
     stop_live,
     Deployment,
     SteadyProducer,
@@ -50,15 +51,10 @@ def models(trained_models_dir, tmp_path_factory):
 
 
 def _reference(bootstrap, models, tmp_path, expected):
-    """One uninterrupted collector over the same topic, in a group and a store of its own."""
-    ref = Deployment(bootstrap, models, tmp_path / "ref-state", "reference")
-    ref.add("reference").start()
-    try:
-        wait_windows(ref.state_dir, expected, timeout=240, deployment=ref)
-    finally:
-        ref.stop_all()
-    with ref.store() as store:
-        return window_table(store)
+    """One uninterrupted single-process run over the same records (tests.collectors.scenario.reference_table)."""
+    table = reference_table(bootstrap, TOPIC, models, tmp_path)
+    assert len(table) == expected
+    return table
 
 
 def _assert_same(got, want):
@@ -356,3 +352,97 @@ def test_a_store_locked_for_30s_then_the_broker_stopped_for_20s(models, serving_
     assert all(w.status == "decided" for w in windows)
     assert "store unavailable" in log  # the lock was felt, and survived
     assert "Traceback" not in log
+
+
+class _FlakySink:
+    """An HTTP receiver that misbehaves until ``until`` (``hang``: accepts and never answers; ``fail``: 500),
+    then answers 200, recording each body by its Idempotency-Key."""
+
+    def __init__(self, mode: str, until: float) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.mode, self.until = mode, until
+        self.delivered: dict[str, list[dict]] = {}
+        self.refused = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                import json
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if time.monotonic() < sink.until:
+                    with sink._lock:
+                        sink.refused += 1
+                    if sink.mode == "hang":
+                        time.sleep(max(0.0, sink.until - time.monotonic()) + 1)
+                        return  # the client gave up long ago: no answer at all
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                with sink._lock:
+                    sink.delivered.setdefault(self.headers["Idempotency-Key"], []).append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_hanging_sink_and_a_failing_one_for_a_minute_stall_nothing_and_lose_nothing(models, serving_rows, tmp_path):
+    from skewwatch.demo import fahrenheit_bug
+
+    version = version_of(models, "alpha")
+    healthy = records(serving_rows, model="alpha", version=version, windows=3, per_window=1000, window_seconds=60,
+                      batch=10, seed=31)
+    buggy = records([fahrenheit_bug(r) for r in serving_rows], model="alpha", version=version, windows=3,
+                    per_window=1000, window_seconds=60, batch=10, seed=32, start=T0 + timedelta(minutes=3), tag="bug-")
+    config = tmp_path / "monitor.yaml"
+    config.write_text("version: 1\nalerting:\n  route: {receiver: default, group_wait: 1s, group_interval: 2s, "
+                      "for_windows: {warning: 1, critical: 1}}\n")
+    outage_ends = time.monotonic() + 60
+    sinks = [_FlakySink("hang", outage_ends), _FlakySink("fail", outage_ends)]
+    try:
+        with EmbeddedBroker() as broker:
+            ensure_topic(broker.bootstrap_servers, TOPIC, 3)
+            d = Deployment(broker.bootstrap_servers, models, tmp_path / "state", "sinks", extra={
+                "SKEWWATCH_MONITOR_CONFIG": str(config), "SKEWWATCH_WEBHOOK_URLS": ",".join(s.url for s in sinks),
+                "SKEWWATCH_ALERT_REQUEST_TIMEOUT_SECONDS": "2", "SKEWWATCH_ALERT_RETRY_MAX_SECONDS": "5"})
+            d.add("collector").start()
+            produce(broker.bootstrap_servers, TOPIC, encoded(healthy + buggy))
+            wait_windows(d.state_dir, 6, timeout=50, deployment=d)
+            decided_before_recovery = time.monotonic() < outage_ends
+            assert all(s.delivered == {} for s in sinks)  # nothing got through yet
+            deadline = outage_ends + 60
+            while time.monotonic() < deadline and not all(s.delivered for s in sinks):
+                time.sleep(0.5)
+            time.sleep(3)  # any duplicate would arrive by now
+            with d.store() as store:
+                sent = store.outbox_counts()
+                windows = store.list_windows()
+            d.stop_all()
+    finally:
+        for s in sinks:
+            s.close()
+    assert decided_before_recovery  # consumption and decisions went on at full speed through the outage
+    assert all(w.rows == 1000 for w in windows)
+    assert all(s.refused > 0 for s in sinks)
+    keys = [set(s.delivered) for s in sinks]
+    assert keys[0] and keys[0] == keys[1]  # every message reached both, after recovery
+    assert all(len(bodies) == 1 for s in sinks for bodies in s.delivered.values())  # exactly once
+    assert any(a["labels"]["feature"] == "temp" for s in sinks for b in s.delivered.values() for a in b[0]["alerts"])
+    assert sent.get("pending", 0) == 0 and sent.get("failed", 0) == 0
