@@ -189,3 +189,59 @@ def test_a_window_that_cannot_be_processed_is_kept_with_its_error_and_skipped(tr
         later = [w for w in store.list_windows() if w.start_ms > key.start_ms]
     assert outcome.status == "failed" and failed.status == "failed" and "StatisticsError" in failed.error
     assert later and all(w.status == "decided" for w in later)  # the rest goes on
+
+
+def test_several_outputs_are_an_output_family_of_their_own_types(trained_models_dir, serving_rows, tmp_path):
+    """A model answering a class label and its probability: the label is monitored categorically, the
+    probability numerically; a shift of the label's mix alerts in the output family."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from monitor.schema import FeatureSpec
+
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    models = tmp_path / "models"
+    target = models / "classifier" / bundle.model_version
+    shutil.copytree(bundle.path, target)
+    meta = json.loads((target / "metadata.json").read_text())
+    outputs = (FeatureSpec("class", "categorical", "string"), FeatureSpec("probability", "numeric", "float"))
+    meta.update(model_name="classifier", outputs=[{"name": s.name, "kind": s.kind, "dtype": s.dtype} for s in outputs])
+    meta["files"].pop("baseline_slots", None)
+    meta["files"].pop("baseline_segments", None)
+    (target / "metadata.json").write_text(json.dumps(meta))
+    rng = np.random.default_rng(0)
+    training = Profile.empty(outputs)
+    training.update_columns({"class": rng.choice(["busy", "quiet"], size=5000, p=[0.3, 0.7]).astype(object),
+                             "probability": rng.beta(5, 2, size=5000)})
+    (target / "prediction_baseline.swstats").write_bytes(training.to_bytes())
+
+    def answers(n, p_busy, seed):
+        r = np.random.default_rng(seed)
+        return [{"class": str(c), "probability": float(q)} for c, q in
+                zip(r.choice(["busy", "quiet"], size=n, p=[p_busy, 1 - p_busy]), r.beta(5, 2, size=n))]
+
+    start = datetime(2012, 1, 2, tzinfo=timezone.utc)
+    recs = []
+    for w, p_busy in enumerate((0.3, 0.3, 0.8)):
+        preds = answers(2000, p_busy, seed=w)
+        for j in range(0, 2000, 20):
+            recs.append(PredictionRecord("classifier", bundle.model_version, start + timedelta(days=w, seconds=j),
+                                         f"c{w}-{j}", tuple(serving_rows[(w * 2000 + j + k) % 6000] for k in range(20)),
+                                         tuple(preds[j: j + 20])))
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, models, MonitorConfig(), DAY)
+        run.feed(recs)
+        run.finish()
+        windows = sorted(store.list_windows(), key=lambda w: w.start_ms)
+        out = Profile.from_bytes(store.load_profiles(windows[0].id)[1])
+        tests = {(f.feature, f.test) for f in store.list_findings(window_id=windows[0].id, mode="skew")
+                 if f.family == "output"}
+        shifted = {(f.feature, f.test, f.verdict) for f in store.list_findings(window_id=windows[2].id, mode="skew")
+                   if f.family == "output" and f.alerting}
+    assert [s.name for s in out.specs] == ["class", "probability"] and out.rows == 2000
+    assert out["class"].counts().keys() == {"busy", "quiet"}
+    assert {("class", "chi_squared"), ("class", "linf"), ("probability", "ks"), ("probability", "mean_shift")} <= tests
+    assert not {t for t in tests if t[0] == "class" and t[1] in ("ks", "mean_shift")}  # a label is not a number
+    assert {f for f, _t, _v in shifted} == {"class"}  # the mix moved from 30% to 80% busy; the probability did not
