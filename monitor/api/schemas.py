@@ -189,7 +189,6 @@ class HistoryPoint(_Out):
     window_id: int
     start_ms: int
     end_ms: int
-    end: str
     statistic: float | None
     q_value: float | None
     effect: float | None

@@ -38,6 +38,7 @@ __all__ = [
     "Page",
     "WindowFilter",
     "FindingFilter",
+    "ScorePoint",
     "ConfigRow",
     "BaselineRow",
     "RetentionPolicy",
@@ -93,6 +94,39 @@ class FindingFilter:
         if self.model is not None and self.feature is not None:
             return "feature"
         return "id"
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePoint:
+    """One score of one window in a feature's history."""
+
+    id: int
+    window_id: int
+    start_ms: int
+    end_ms: int
+    model_version: str
+    segment: str
+    mode: str
+    family: str
+    test: str
+    statistic: float | None
+    q_value: float | None
+    effect: float | None
+    floor: float | None
+    verdict: str
+    alerting: bool
+
+
+_POINT = [f for f in ScorePoint.__slots__]  # type: ignore[attr-defined]
+
+
+def _point(r: Any) -> ScorePoint:
+    v = list(r)
+    for i in (9, 10, 11, 12):
+        x = v[i]
+        v[i] = None if x is None or x != x or x in (float("inf"), float("-inf")) else float(x)
+    v[14] = bool(v[14])
+    return ScorePoint(*v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +202,7 @@ def _at_least(columns: Sequence[Any], key: tuple[int, ...], *, descending: bool)
 
 def _scan_page(conn: Connection, table: Any, *, base: list[Any], extra: list[Any], order: Sequence[Any],
                descending: bool, after: tuple[int, ...] | None, limit: int, scan: int,
-               convert: Callable[[Any], Any]) -> Page:
+               convert: Callable[[Any], Any], columns: Sequence[Any] | None = None) -> Page:
     """One page over ``order`` (an index) restricted by ``base`` (conditions the index serves)."""
     where = list(base)
     if after is not None:
@@ -183,7 +217,8 @@ def _scan_page(conn: Connection, table: Any, *, base: list[Any], extra: list[Any
             where.append(_at_least(order, tuple(int(v) for v in found[0]), descending=descending))
             if len(found) == 2:
                 boundary = tuple(int(v) for v in found[0])
-    rows = list(conn.execute(select(table).where(*where, *extra).order_by(*ordering).limit(limit + 1)))
+    chosen = select(*columns) if columns is not None else select(table)
+    rows = list(conn.execute(chosen.where(*where, *extra).order_by(*ordering).limit(limit + 1)))
     if len(rows) > limit:
         rows = rows[:limit]
         return Page([convert(r) for r in rows], tuple(int(getattr(rows[-1], c.key)) for c in order))
@@ -287,12 +322,25 @@ class AdminStore:
     def feature_history(self, model: str, feature: str, *, model_version: str | None = None,
                         segment: str | None = None, mode: str | None = None, test: str | None = None,
                         since_ms: int | None = None, until_ms: int | None = None,
-                        after: tuple[int, int] | None = None, limit: int = 5000, scan: int = DEFAULT_SCAN) -> Page:
-        """Every score of one feature, newest window first: a page of :class:`FindingRow`."""
-        return self.page_findings(
-            FindingFilter(model=model, feature=feature, model_version=model_version, segment=segment, mode=mode,
-                          test=test, since_ms=since_ms, until_ms=until_ms),
-            after=after, limit=limit, scan=scan)
+                        after: tuple[int, int] | None = None, limit: int = 1000, scan: int = DEFAULT_SCAN) -> Page:
+        """Every score of one feature, newest window first: a page of :class:`ScorePoint` (the numbers of each
+        finding without its message, which a history does not show and which costs the most to read)."""
+        c = t.findings.c
+        f = FindingFilter(model=model, feature=feature, model_version=model_version, segment=segment, mode=mode,
+                          test=test)
+        conditions = {"model_version": c.model_version == model_version, "segment": c.segment == segment,
+                      "mode": c.mode == mode, "test": c.test == test}
+        served = {"test", "mode"} if test is not None and mode is not None else set()
+        base = [c.model == model, c.feature == feature] + [conditions[n] for n in served]
+        extra = [cond for n, cond in conditions.items() if n not in served and getattr(f, n) is not None]
+        if since_ms is not None:
+            base.append(c.start_ms >= since_ms)
+        if until_ms is not None:
+            base.append(c.start_ms < until_ms)
+        with self.read("reading a feature's history") as conn:  # type: ignore[attr-defined]
+            return _scan_page(conn, t.findings, base=base, extra=extra, order=(c.start_ms, c.id), descending=True,
+                              after=after, limit=limit, scan=_clip_scan(scan, limit), convert=_point,
+                              columns=[getattr(c, n) for n in _POINT])
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -306,24 +354,23 @@ class AdminStore:
             return [_score_fast(r) for r in rows]
 
     def latest_windows(self, *, model: str | None = None) -> list[WindowRow]:
-        """The newest decided window of each (model, version, segment) that has scores."""
+        """The newest decided window of each (model, version, segment) that has scores: one backward step
+        on the windows' (model, version, segment, start) index per stream, whatever the history's length."""
         w, s = t.windows.c, t.latest_scores.c
         streams = select(s.model, s.model_version, s.segment).distinct()
         if model is not None:
             streams = streams.where(s.model == model)
         streams = streams.subquery()
         inner = t.windows.alias("newest").c
-        newest = (select(func.max(inner.start_ms))
+        newest = (select(inner.id)
                   .where(inner.model == streams.c.model, inner.model_version == streams.c.model_version,
                          inner.segment == streams.c.segment, inner.status == "decided")
+                  .order_by(inner.start_ms.desc()).limit(1)
                   .correlate(streams).scalar_subquery())
-        query = (select(t.windows)
-                 .join(streams, and_(w.model == streams.c.model, w.model_version == streams.c.model_version,
-                                     w.segment == streams.c.segment))
-                 .where(w.start_ms == newest)
-                 .order_by(w.model, w.model_version, w.segment))
+        ids = select(newest).select_from(streams)
+        query = select(t.windows).where(w.id.in_(ids)).order_by(w.model, w.model_version, w.segment)
         with self.read("reading the latest windows") as conn:  # type: ignore[attr-defined]
-            return [_window_row(r) for r in conn.execute(query)]
+            return [_window_fast(r) for r in conn.execute(query)]
 
     def reference_windows(self, window_id: int) -> list[int]:
         """The windows the findings of ``window_id`` were compared with (drift, seasonal, pinned)."""

@@ -128,7 +128,7 @@ async function loadTimeline() {
   $("#timeline-feature").textContent = state.feature || "…";
   const box = $("#timelines");
   if (!state.feature) { box.replaceChildren(); return; }
-  const q = new URLSearchParams({ model_version: state.version, segment: state.segment, limit: "5000" });
+  const q = new URLSearchParams({ model_version: state.version, segment: state.segment, limit: "3000" });
   const history = await api(`/models/${encodeURIComponent(state.model)}/features/${encodeURIComponent(state.feature)}/history?` + q);
   let series = history.series.filter((s) => s.mode === "skew" || s.mode === "drift");
   if (state.test) series.sort((a, b) => (b.test === state.test) - (a.test === state.test));
@@ -156,7 +156,7 @@ function drawSeries(s) {
       const c = p.verdict === "critical" ? "#d93025" : p.verdict === "warning" ? "#e8a100" : "#5f6b7a";
       svg.append(el("svg:circle", { cx: X(p.end_ms), cy: Y(p.effect), r: p.window_id === state.windowId ? 4 : 2.5,
         fill: c, "data-window-id": p.window_id, style: "cursor:pointer",
-        onclick: () => selectWindow(p.window_id) }, el("svg:title", { text: `${p.end}: effect ${fmt(p.effect)}, floor ${fmt(p.floor)}, ${p.verdict}` })));
+        onclick: () => selectWindow(p.window_id) }, el("svg:title", { text: `${new Date(p.end_ms).toISOString()}: effect ${fmt(p.effect)}, floor ${fmt(p.floor)}, ${p.verdict}` })));
     }
   }
   return el("div", { class: "timeline" }, el("div", { class: "title", text: `${s.mode} · ${s.test}${s.family === "output" ? " (output)" : ""}` }), svg);
