@@ -94,6 +94,8 @@ def test_latest_window_of_each_stream(store):
     assert [(w.model_version, w.segment, w.start_ms // (5 * MIN)) for w in latest] == [
         ("v1", "", 2), ("v1", "weekend", 3), ("v2", "", 1)]
     assert store.latest_windows(model="other") == []
+    store.record_failed_window(WindowKey("bikeshare", "v1", "", 9 * 5 * MIN), 10 * 5 * MIN, WindowCounts(rows=1), "boom")
+    assert store.latest_windows()[0].start_ms == 2 * 5 * MIN  # a newer failed window is not the stream's latest
     assert store.scores() == store.latest_scores() and len(store.scores()) == 3 * 4  # streams x (features x tests)
 
 
