@@ -42,54 +42,70 @@ def serving_rows(data_path):
 
 @pytest.fixture
 def run_pipeline(trained_models_dir, serving_rows):
-    """Feed windows of 2012 traffic (optionally with the Fahrenheit bug) through the real collector
-    pipeline: windower -> evaluate -> SQLite store -> alert lifecycle -> webhook over real HTTP.
+    """Feed windows of 2012 traffic (optionally with the Fahrenheit bug) through the real collection code,
+    in process: the partial stage of one partition (collectors.partition), the merge stage's store of
+    partials and its window decider with the alert engine, and the outbox sender delivering to a webhook
+    over real HTTP. Only Kafka is left out (the scenario tests run it).
 
     ``plan`` is a list of ``(instances, buggy)``; returns ``(outcomes, windows, findings, delivered)``
     and leaves the store at ``tmp_path / "state" / "skewwatch.sqlite3"``.
     """
     from datetime import datetime, timedelta, timezone
 
-    import httpx
-
-    from alerts.lifecycle import AlertManager
-    from alerts.notifiers import Dispatcher, WebhookNotifier
+    from alerts import AlertEngine, build_receivers, build_sender
     from collectors.baselines import BaselineCache
-    from collectors.pipeline import WindowProcessor
-    from collectors.windows import Windower
+    from collectors.partition import PartitionProcessor, Publish, Timing
+    from collectors.pipeline import WindowDecider
     from monitor.bundle import resolve_bundle
-    from monitor.record import PredictionRecord
-    from monitor.storage import Store
+    from monitor.record import PredictionRecord, encode_record
+    from monitor.settings import load_settings
+    from monitor.storage import PartialIn, Store
+    from monitor.timeutil import DEFAULT_MIN_EVENT_MS, now_ms
     from skewwatch.demo import fahrenheit_bug
-    from skewwatch.processes import WebhookReceiver
+    from skewwatch.processes import WebhookReceiver, wait_for
 
     t0 = datetime(2012, 1, 2, tzinfo=timezone.utc)
 
     def run(config, tmp_path, plan):
         cache = BaselineCache(trained_models_dir)
         version = resolve_bundle(trained_models_dir, "bikeshare").model_version
-        with Store(tmp_path / "state" / "skewwatch.sqlite3") as store, WebhookReceiver() as receiver, httpx.Client() as client:
-            dispatcher = Dispatcher([WebhookNotifier(receiver.url, client)])
-            processor = WindowProcessor(baselines=cache, config=config, store=store,
-                                        alert_manager=AlertManager(store=store), dispatcher=dispatcher)
-            windower = Windower(window_seconds=60, allowed_lateness_seconds=0, specs_for=cache.specs_for)
-            outcomes, i = [], 0
+        timing = Timing(window_ms=60_000, lateness_ms=0, max_jump_ms=60_000, idle_ms=1000,
+                        min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
+        with Store(f"sqlite:///{tmp_path / 'state' / 'skewwatch.sqlite3'}") as store, WebhookReceiver() as receiver:
+            settings = load_settings(state_dir=tmp_path / "state", webhook_urls=receiver.url, alert_poll_seconds=0.1)
+            engine = AlertEngine.from_settings(settings, config.alerting)
+            receivers = build_receivers(settings, config.alerting)
+            sender = build_sender(store, settings, engine, receivers).start()
+            decider = WindowDecider(store=store, baselines=cache, config=config, alerts=engine.hook)
+            partition = PartitionProcessor("skewwatch.predictions", 0, timing, cache.resolve)
+            offset, i = 0, 0
+            outcomes = []
+
+            def publish(events):
+                for e in events:
+                    if isinstance(e, Publish):
+                        p = e.partial
+                        store.add_partial(PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset,
+                                                    p.last_offset, p.counts, p.features, p.outputs, p.sample))
+                        partition.delivered(e.token)
+                        outcomes.append(decider.decide(p.key))
+
             for w, (size, buggy) in enumerate(plan):
                 for j in range(0, size, 50):
                     batch = serving_rows[i + j : i + j + 50]
                     if buggy:
                         batch = [fahrenheit_bug(r) for r in batch]
                     at = t0 + timedelta(seconds=60 * w + j * 60 / size)
-                    windower.add(PredictionRecord("bikeshare", version, at, f"r{w}-{j}", tuple(batch),
-                                                  tuple(100.0 for _ in batch)))
+                    record = PredictionRecord("bikeshare", version, at, f"r{w}-{j}", tuple(batch),
+                                              tuple(100.0 for _ in batch))
+                    publish(partition.add(encode_record(record), offset, now_ms()))
+                    offset += 1
                 i += size
-                outcomes += processor.process_all(windower.pop_ready())
-            outcomes += processor.process_all(windower.pop_all())
-            dispatcher.close()
-            for o in outcomes:  # each window's statistics are kept for drill-down, byte for byte
-                start = datetime.fromtimestamp(o.window.key.start_ms / 1000, timezone.utc)
-                assert store.load_profiles("bikeshare", version, start) == (o.window.features.to_bytes(),
-                                                                             o.window.predictions.to_bytes())
+            for p in list(partition._open):  # the end of the traffic: close what is still open
+                publish([partition._publish(p)])
+            wait_for(lambda: store.outbox_counts().get("pending", 0) == 0, timeout=30, what="the outbox to drain")
+            sender.stop()
+            receivers.close()
             return outcomes, store.list_windows(limit=100), store.list_findings(limit=10_000), receiver.received
 
     return run
