@@ -5,7 +5,7 @@ answer under 50 ms p99, a /metrics scrape under 100 ms, flat in the size of the 
 
 For each size (default 2,000 and 20,000 windows) the script builds a SQLite store of one model with
 50 features (25 numeric, 25 categorical), every test enabled, skew and drift findings for every
-window (about 570 findings a window: 11.4 million at 20k): real findings from ``evaluate`` on real
+window (about 790 findings a window: 15.9 million at 20k): real findings from ``evaluate`` on real
 profiles, replicated with jitter, written straight into the tables for speed; the newest window goes
 through ``Store.decide_window`` with the alert engine, so latest scores and alerts are real.
 Windows are 5 minutes apart in wall time; as the default retention keeps profiles 14 days, the
@@ -15,7 +15,7 @@ It then runs ``skewwatch monitor`` on that store (a separate process, uvicorn, a
 times each route over HTTP from this process (keep-alive, one request at a time), after a warm-up.
 Client and server share the machine: figures include the client's own time.
 
-    .venv/bin/python bench/bench_monitor_api.py                       # 2k and 20k windows (~10 min)
+    .venv/bin/python bench/bench_monitor_api.py                       # 2k and 20k windows (~15 min: the 20k store takes ~12 to build)
     .venv/bin/python bench/bench_monitor_api.py --sizes 20000 --requests 300
 """
 
