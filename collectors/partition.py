@@ -107,6 +107,7 @@ class PartitionProcessor:
         self._streams: dict[str, _Stream] = {}
         self._open: dict[WindowKey, OpenPartial] = {}
         self._by_model: dict[str, set[WindowKey]] = defaultdict(set)
+        self._earliest: dict[str, int | None] = {}  # per model, the start of its oldest open window
         self._inflight: dict[int, int] = {}  # token -> lowest source offset it covers
         self._tokens = itertools.count(1)
         self.position: int | None = None  # next offset to read
@@ -256,6 +257,9 @@ class PartitionProcessor:
                                                     sample_records=t.sample_records,
                                                     max_request_ids=t.max_request_ids)
             self._by_model[key.model].add(key)
+            earliest = self._earliest.get(key.model)
+            if earliest is None or start < earliest:
+                self._earliest[key.model] = start
         if partial.add(record, offset, late=late):
             if key.segment == ALL_TRAFFIC:
                 self.counts["accepted"] += 1
@@ -267,12 +271,20 @@ class PartitionProcessor:
         if wm is None:
             return
         t = self.timing
-        for key in sorted(k for k in self._by_model.get(model, ()) if k.start_ms + t.window_ms + t.lateness_ms <= wm):
+        earliest = self._earliest.get(model)
+        if earliest is None or earliest + t.window_ms + t.lateness_ms > wm:
+            return  # the usual case, per record: nothing to close
+        keys = self._by_model.get(model, set())
+        for key in sorted(k for k in keys if k.start_ms + t.window_ms + t.lateness_ms <= wm):
             out.append(self._publish(key))
+        self._earliest[model] = min((k.start_ms for k in keys), default=None)
 
     def _publish(self, key: WindowKey) -> Publish:
         partial = self._open.pop(key)
-        self._by_model[key.model].discard(key)
+        keys = self._by_model[key.model]
+        keys.discard(key)
+        if self._earliest.get(key.model) == key.start_ms:
+            self._earliest[key.model] = min((k.start_ms for k in keys), default=None)
         closed = partial.close(self.topic, self.partition)
         token = next(self._tokens)
         self._inflight[token] = closed.first_offset

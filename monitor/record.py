@@ -47,6 +47,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import orjson
 
 from monitor.errors import RecordError, TimeError
+from monitor.timeutil import fast_instant as _fast_instant
 from monitor.timeutil import format_instant, from_datetime, parse_instant
 
 __all__ = [
@@ -71,6 +72,7 @@ _MAX_COLUMNS = 4096
 _MAX_ATTRIBUTES = 32
 _MAX_ATTRIBUTE_VALUE = 256
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_NO_COLUMNS: dict[str, list[Any]] = {}
 
 
 class DeadLetterReason(StrEnum):
@@ -318,7 +320,33 @@ def decode_record(data: bytes | str) -> LoggedRecord:
         raise
 
 
+def _fast_v2(obj: dict[str, Any]) -> LoggedRecord | None:
+    """The common, well-formed version-2 record with exact type checks only; None sends it the careful way."""
+    get = obj.get
+    name, version_, rid, raw_time = get("model_name"), get("model_version"), get("request_id"), get("event_time")
+    rows, part, parts = get("rows"), get("part", 0), get("parts", 1)
+    columns, outputs, attributes = get("columns"), get("outputs", _NO_COLUMNS), get("attributes")
+    if not (type(name) is str and type(version_) is str and type(rid) is str and type(raw_time) is str
+            and type(rows) is int and type(part) is int and type(parts) is int and type(columns) is dict
+            and type(outputs) is dict and attributes is None
+            and 0 < len(name) <= _MAX_NAME and 0 < len(version_) <= _MAX_NAME and 0 < len(rid) <= _MAX_NAME
+            and rows >= 0 and 0 <= part < parts <= MAX_PARTS and 0 < len(columns) <= _MAX_COLUMNS):
+        return None
+    ms = _fast_instant(raw_time)
+    if ms is None:
+        return None
+    for block in (columns, outputs):
+        if block and not (set(map(type, block.values())) == {list} and set(map(len, block.values())) == {rows}
+                          and "" not in block and max(map(len, block)) <= _MAX_NAME):
+            return None
+    return LoggedRecord(name, version_, ms, rid, rows, columns, outputs, _EMPTY, part, parts, 2)
+
+
 def _validated(obj: dict[str, Any]) -> LoggedRecord:
+    if obj.get("schema_version") == 2 and type(obj.get("schema_version")) is int:
+        fast = _fast_v2(obj)
+        if fast is not None:
+            return fast
     version = obj.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _fail("must be a positive integer", "schema_version")

@@ -74,6 +74,12 @@ def _midnight_ms(date: str) -> int:
     return (d - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
 
 
+def fast_instant(text: str) -> int | None:
+    """The canonical form only, in range, else None (the caller then uses :func:`parse_instant`)."""
+    ms = _fast(text)
+    return ms if ms is not None and MIN_MS <= ms <= MAX_MS else None
+
+
 def _fast(text: str) -> int | None:
     """The canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (what skewwatch writes) without the regex; None otherwise."""
     if len(text) != 24 or text[23] != "Z" or text[10] != "T" or text[19] != "." or text[4] != "-" or text[7] != "-" \
