@@ -181,7 +181,12 @@ async def _attack(args: argparse.Namespace) -> dict[str, int]:
 
 
 def _role_attack(args: argparse.Namespace) -> None:
-    print("ATTACK " + json.dumps(asyncio.run(_attack(args))), flush=True)
+    import resource
+
+    outcomes = asyncio.run(_attack(args))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    outcomes["attacker CPU seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
+    print("ATTACK " + json.dumps(outcomes), flush=True)
 
 
 # -- measuring ---------------------------------------------------------------------------------------------
@@ -338,7 +343,10 @@ def _report(results: dict, memory: dict, attacks: dict, args: argparse.Namespace
               f"{m['after']:.0f} | {grow:.2f} | <= 1.20: {'yes' if grow <= 1.2 else 'NO'} |")
     print("\nwhat the attacker was answered (all rounds):")
     for name, counts in attacks.items():
-        print(f"- {name}: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+        cpu = counts.pop("attacker CPU seconds", 0)
+        wall = args.rounds * (args.duration + 2)
+        print(f"- {name}: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+              + f"; the attacker itself used {cpu:.0f} s of CPU in {wall} s ({100 * cpu / wall:.0f} % of a core)")
 
 
 if __name__ == "__main__":
