@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: install
-	$(VENV)/bin/skewwatch demo
+	$(VENV)/bin/skewwatch demo --keep-running
 
 test: install
 	$(PY) -m pytest -q

@@ -72,8 +72,10 @@ class _Params:
     resolve_below: float
 
 
-def drilldown_url(external_url: str, fingerprint: str) -> str:
-    return f"{external_url.rstrip('/')}/alerts/{fingerprint}"
+def drilldown_url(external_url: str, fingerprint: str, window_id: int | None = None) -> str:
+    """The dashboard at the window that raised the alert (the alert's JSON when no window is known)."""
+    base = external_url.rstrip("/")
+    return f"{base}/ui/#window={window_id}" if window_id is not None else f"{base}/alerts/{fingerprint}"
 
 
 def _params(tree: RouteNode, labels: Mapping[str, str]) -> _Params:
@@ -98,7 +100,7 @@ def _where(ident: Identity) -> str:
 
 
 def _annotations(ident: Identity, fp: str, severity: str, findings: Sequence[Mapping[str, Any]], external_url: str,
-                 model_view: ModelWide | None) -> dict[str, str]:
+                 model_view: ModelWide | None, window_id: int | None = None) -> dict[str, str]:
     if model_view is not None:
         top = ", ".join(f"{f['feature']} {f['score']:.3g}x" for f in findings[:5])
         summary = (f"[{severity.upper()}] {_where(ident)}: {model_view.alerting} of {model_view.evaluated} "
@@ -111,7 +113,7 @@ def _annotations(ident: Identity, fp: str, severity: str, findings: Sequence[Map
         summary = f"[{severity.upper()}] {_series(ident)}: " + (head if named else f"{_subject(ident)}: {head}")
         lines = [f["message"] + (" (explained by a root cause)" if f.get("inhibited") else "") for f in findings]
     return {"summary": summary[:1000], "description": "\n".join(lines)[:4000],
-            "drilldown": drilldown_url(external_url, fp)}
+            "drilldown": drilldown_url(external_url, fp, window_id)}
 
 
 def _new_row(ident: Identity, severity: str, w: WindowInfo, now_ms: int) -> AlertRow:
@@ -141,7 +143,8 @@ def _step(cur: AlertRow | None, ident: Identity, *, alerting: bool, hold: float,
         labels = ident.labels(severity)
         p = _params(tree, labels)
         row = replace(base, severity=severity, labels=labels, score=score, findings=findings,
-                      annotations=_annotations(ident, base.fingerprint, severity, findings, external_url, model_view),
+                      annotations=_annotations(ident, base.fingerprint, severity, findings, external_url, model_view,
+                                               w.window_id),
                       updated_ms=w.end_ms, window_id=w.window_id, healthy_windows=0)
         if base.state == "resolved":  # alerting again after a resolve: a new streak
             row = replace(row, state="pending", firing_windows=1, pending_since_ms=w.start_ms)

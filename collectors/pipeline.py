@@ -80,18 +80,31 @@ def _merge(blobs: Sequence[bytes]) -> Profile:
 
 
 class WindowDecider:
-    def __init__(self, *, store: Store, baselines: BaselineCache, config: MonitorConfig,
+    def __init__(self, *, store: Store, baselines: BaselineCache, config: MonitorConfig | Callable[[], MonitorConfig],
                  alerts: AlertsHook | None = None, tfdv_checks=None, sample_records: int = 20,
                  sample_rows: int = 1000) -> None:  # noqa: ANN001 - collectors.tfdv_checks.TfdvChecks
         self.store = store
         self.baselines = baselines
-        self.config = config
+        self._config = config if callable(config) else (lambda: config)
+        self._pinned: MonitorConfig | None = None  # one config for the whole of one decision
         self.alerts = alerts
         self.tfdv_checks = tfdv_checks
         self.sample_records = sample_records
         self.sample_rows = sample_rows
 
+    @property
+    def config(self) -> MonitorConfig:
+        """The config in force (a :class:`collectors.live_config.LiveConfig` re-reads the API's changes)."""
+        return self._pinned if self._pinned is not None else self._config()
+
     def decide(self, key: WindowKey, *, extra_late: int = 0) -> Outcome:
+        self._pinned = self._config()
+        try:
+            return self._decide(key, extra_late)
+        finally:
+            self._pinned = None
+
+    def _decide(self, key: WindowKey, extra_late: int) -> Outcome:
         partials = self.store.partials_for(key)
         if not partials:
             return Outcome(key, None, "already")

@@ -12,7 +12,7 @@ Pure core (pydantic only). Alertmanager is the model: the same words mean the sa
 The section, with every default::
 
     alerting:
-      external_url: null        # base of the drill-down link: {external_url}/alerts/{fingerprint}
+      external_url: null        # base of the drill-down link: {external_url}/ui/#window={window id}
                                 # (null: the monitor API at SKEWWATCH_MONITOR_HOST:PORT)
       model_wide:               # one alert when most features move at once; it inhibits their pages
         enabled: true

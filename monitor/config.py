@@ -34,7 +34,7 @@ error too. No file (``path=None``) means the built-in defaults.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -130,6 +130,22 @@ class MonitorConfig(_Strict):
     calibration: Calibration = Field(default_factory=Calibration)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)  # routes, receivers, timers: monitor.alerting_config
     references: References = Field(default_factory=References)  # every model's, unless it sets its own
+
+    def with_models(self, documents: Mapping[str, Any]) -> "MonitorConfig":
+        """This config with each named model's section replaced by a stored one (a model's config set
+        through the API wins over the file's); every other section (defaults, alerting, references) stays.
+        Each document is validated; a mistake raises :class:`ConfigError` naming ``models.<model>...``."""
+        if not documents:
+            return self
+        models = dict(self.models)
+        for model, document in documents.items():
+            try:
+                models[model] = document if isinstance(document, ModelOverrides) else \
+                    ModelOverrides.model_validate(document)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ConfigError(first["msg"], field=".".join(["models", model, *map(str, first["loc"])])) from None
+        return self.model_copy(update={"models": models})
 
     def references_for(self, model: str) -> References:
         model_cfg = self.models.get(model)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -58,6 +60,7 @@ def fahrenheit_bug(instance: dict[str, Any]) -> dict[str, Any]:
 class DemoResult:
     run_dir: Path
     dashboard_url: str = ""
+    api_token: str = ""
     windows: list[dict[str, Any]] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -182,6 +185,7 @@ def demo(
             "the monitor")
         with WebhookReceiver() as receiver:
             serve_port, monitor_port = free_port(), free_port()
+            token = os.environ.get("SKEWWATCH_API_TOKEN") or secrets.token_urlsafe(18)
             env = {
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                 "SKEWWATCH_TOPIC": settings.topic,
@@ -199,11 +203,13 @@ def demo(
                 "SKEWWATCH_SERVE_PORT": str(serve_port),
                 "SKEWWATCH_MONITOR_PORT": str(monitor_port),
                 "SKEWWATCH_MONITOR_CHECK_KAFKA": "false",
+                "SKEWWATCH_API_TOKEN": token,  # the dashboard's acknowledge and silence buttons need it
                 "TF_CPP_MIN_LOG_LEVEL": "3",
             }
             serve_url = f"http://127.0.0.1:{serve_port}"
             monitor_url = f"http://127.0.0.1:{monitor_port}"
-            result.dashboard_url = f"{monitor_url}/ui"
+            result.dashboard_url = f"{monitor_url}/ui/"
+            result.api_token = token
             serve = Service("serve", env=env, log_path=run_dir / "serve.log", health_url=f"{serve_url}/healthz")
             collect = Service("collect", env=env, log_path=run_dir / "collect.log")
             monitor = Service("monitor", env=env, log_path=run_dir / "monitor.log", health_url=f"{monitor_url}/healthz")
@@ -240,13 +246,18 @@ def demo(
             result.delivered = receiver.received
             _check(result)
             _summarise(result, out, seconds=time.monotonic() - started)
-            if keep_running:
-                out(f"  the monitor stays up at {result.dashboard_url} (Ctrl-C to stop)")
+            if keep_running and sys.stdin.isatty():
+                out(f"  broker, serving, collector and monitor stay up: {result.dashboard_url} (API token for "
+                    f"acknowledge and silence: {token}; API docs {monitor_url}/docs). Ctrl-C stops them.")
                 try:
-                    while all(s.proc is not None and s.proc.poll() is None for s in services):
+                    while True:
+                        dead = [s.verb for s in services if s.proc is None or s.proc.poll() is not None]
+                        if dead:
+                            out(f"  {', '.join(dead)} exited; see {run_dir}/*.log")
+                            break
                         time.sleep(0.5)
                 except KeyboardInterrupt:
-                    pass
+                    out("  stopping")
     finally:
         for svc in reversed(services):
             svc.stop()

@@ -13,6 +13,7 @@ from typing import Callable
 
 from collectors.baselines import BaselineCache
 from collectors.consumer import PartialStage
+from collectors.live_config import LiveConfig
 from collectors.merge import MergeStage
 from collectors.pipeline import WindowDecider
 from monitor.config import load_monitor_config
@@ -82,7 +83,8 @@ def build_collector(settings: Settings) -> Collector:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     config = load_monitor_config(settings.monitor_config)
     store = open_store(settings)
-    baselines = BaselineCache(settings.models_dir, segments_for=config.segments_for)
+    live = LiveConfig(config, store)  # the file's config, with sections set through the monitor API
+    baselines = BaselineCache(settings.models_dir, segments_for=lambda model: live().segments_for(model))
     partial_stage = merge_stage = None
     if settings.collector_stages in ("both", "partials"):
         partial_stage = PartialStage(settings, store=store, resolve=baselines.resolve)
@@ -98,7 +100,7 @@ def build_collector(settings: Settings) -> Collector:
         engine = AlertEngine.from_settings(settings, config.alerting)
         receivers = build_receivers(settings, config.alerting)
         sender = build_sender(store, settings, engine, receivers)
-        decider = WindowDecider(store=store, baselines=baselines, config=config, alerts=engine.hook,
+        decider = WindowDecider(store=store, baselines=baselines, config=live, alerts=engine.hook,
                                 tfdv_checks=tfdv_checks, sample_records=settings.sample_records)
         merge_stage = MergeStage(settings, store=store, decider=decider, on_decided=sender.wake)
         collector.sender = sender

@@ -36,4 +36,4 @@ def test_skew_bug_is_caught_and_paged_once_and_healthy_traffic_is_quiet(trained_
     assert {"temp", "atemp", "hum", "windspeed", "season", "hr", "weekday", "weathersit", "prediction"} <= features
     (page,) = [p for p in result.delivered if p.get("status") == "firing"]
     assert page["version"] == "4" and page["commonLabels"]["model"] == "bikeshare"
-    assert "dashboard:" in text and result.dashboard_url.endswith("/ui")
+    assert "dashboard:" in text and result.dashboard_url.endswith("/ui/")

@@ -45,7 +45,7 @@ def test_slack_stays_within_block_kit_limits(n, name_length):
     body = slack_message(plan_for(alerts), group(), external_url="https://monitor.example", max_alerts=40)
     check_slack(body)
     text = "\n".join(b["text"]["text"] for b in body["blocks"] if b["type"] == "section")
-    assert "vs floor" in text and "<https://monitor.example/alerts/" in text
+    assert "vs floor" in text and "<https://monitor.example/ui/#window=" in text  # the dashboard, at the window
     if n > 40:
         assert any("5 more firing" in e["text"] for b in body["blocks"] if b["type"] == "context" for e in b["elements"])
 
@@ -92,7 +92,7 @@ def test_pagerduty_events_carry_the_documented_fields():
     assert event["dedup_key"] == alerts[0].fingerprint
     assert len(event["payload"]["summary"]) == 1024
     assert event["payload"]["severity"] == "critical" and event["payload"]["component"] == "temp"
-    assert event["links"][0]["href"] == f"https://monitor.example/alerts/{alerts[0].fingerprint}"
+    assert event["links"][0]["href"] == f"https://monitor.example/ui/#window={alerts[0].window_id}"
 
 
 def test_webhook_v4_has_exactly_alertmanagers_keys_and_truncates_like_it():

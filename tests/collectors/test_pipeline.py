@@ -245,3 +245,21 @@ def test_several_outputs_are_an_output_family_of_their_own_types(trained_models_
     assert {("class", "chi_squared"), ("class", "linf"), ("probability", "ks"), ("probability", "mean_shift")} <= tests
     assert not {t for t in tests if t[0] == "class" and t[1] in ("ks", "mean_shift")}  # a label is not a number
     assert {f for f, _t, _v in shifted} == {"class"}  # the mix moved from 30% to 80% busy; the probability did not
+
+
+def test_a_model_config_set_through_the_api_is_what_the_collector_decides_with(trained_models_dir, frame, tmp_path):
+    from collectors.live_config import LiveConfig
+
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        live = LiveConfig(MonitorConfig(), store, refresh_seconds=0)
+        run = InProcess(store, trained_models_dir, MonitorConfig(), DAY)
+        run.decider = WindowDecider(store=store, baselines=run.cache, config=live)
+        recs = _records(frame, bundle.model_version, start=datetime(2012, 6, 1, tzinfo=timezone.utc), days=4)
+        run.feed(recs[:2])
+        store.put_monitor_config("bikeshare", {"tests": {"ks": False}, "floors": {"mean_shift": 0.9}}, by="test")
+        run.feed(recs[2:])
+        run.finish()
+        findings = store.list_findings(limit=10_000)
+    assert findings and not [f for f in findings if f.test == "ks"]
+    assert {f.floor for f in findings if f.test == "mean_shift"} == {0.9}

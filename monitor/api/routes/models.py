@@ -175,8 +175,9 @@ def _uploaded_out(r: Any) -> UploadedBaselineOut:
 
 
 def effective_config(file_config: MonitorConfig, stored: dict[str, ModelOverrides]) -> MonitorConfig:
-    """The file's config with each model's section replaced by the one stored through the API."""
-    return MonitorConfig(version=1, defaults=file_config.defaults, models={**file_config.models, **stored})
+    """The file's config with each model's section replaced by the one stored through the API
+    (``MonitorConfig.with_models``: the collectors decide with the same)."""
+    return file_config.with_models(stored)
 
 
 def _policy_out(config: MonitorConfig, model: str, feature: str) -> PolicyOut:
