@@ -1,8 +1,6 @@
 """The shipped Prometheus rules and Grafana dashboard: promtool checks and unit tests, and a real
-Prometheus (Debian's package) on loopback scraping a real monitor and evaluating the rules.
-
-Collectors are not scraped here: their process is being rewritten; the collector rules are covered
-by the promtool unit tests only.
+Prometheus (Debian's package) on loopback scraping a real monitor, and a real collector on the
+embedded broker, and evaluating the rules.
 """
 
 from __future__ import annotations
@@ -163,7 +161,7 @@ def test_every_dashboard_query_runs_on_the_scraped_data(prometheus):
              for p in dashboard["panels"]}
     wanted = ("Store answering", "Latest skew: effect / floor, features x tests",
               "Worst score of each feature over time (effect / floor)", "Rows in the latest window",
-              "Dead letters by reason")  # the collector panels stay empty: no collector is scraped here
+              "Dead letters by reason")  # the collector panels stay empty: this Prometheus scrapes only the monitor
 
     def answer():  # every query succeeds; the ones over the monitor's data return some (rates need 2 scrapes)
         got = {title: [r for e in es for r in _query(url, e)] for title, es in exprs.items()}
@@ -173,3 +171,63 @@ def test_every_dashboard_query_runs_on_the_scraped_data(prometheus):
     temp = [r for r in answered["Worst score of each feature over time (effect / floor)"]
             if r["metric"]["feature"] == "temp" and r["metric"]["mode"] == "skew"]
     assert float(temp[0]["value"][1]) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_a_real_prometheus_scrapes_a_collector_and_its_rules_evaluate(trained_models_dir, serving_rows, tmp_path):
+    """A collector process consuming real traffic (and a few dead letters) on the embedded broker:
+    Prometheus scrapes its /metrics, the collector recording rules and the lag alert evaluate."""
+    from skewwatch.broker import EmbeddedBroker, ensure_topic
+    from tests.collectors.scenario import Deployment, encoded, produce, records, stop_live, version_of, wait_windows
+
+    metrics_port, port = _free_port(), _free_port()
+    with EmbeddedBroker() as broker:
+        ensure_topic(broker.bootstrap_servers, "skewwatch.predictions", 2)
+        d = Deployment(broker.bootstrap_servers, trained_models_dir, tmp_path / "state", "prom",
+                       extra={"SKEWWATCH_COLLECTOR_METRICS_PORT": str(metrics_port)})
+        try:
+            d.add("collector").start()
+            version = version_of(trained_models_dir, "bikeshare")
+            recs = records(serving_rows, model="bikeshare", version=version, windows=2, per_window=500, window_seconds=60)
+            produce(broker.bootstrap_servers, "skewwatch.predictions",
+                    encoded(recs) + [(b"bad", b"{not json"), (b"bad2", b"\xff")])
+            wait_windows(d.state_dir, 2, timeout=120, deployment=d)
+            shutil.copy(RULES, tmp_path / RULES.name)
+            (tmp_path / RULES.name).write_text((tmp_path / RULES.name).read_text().replace("interval: 30s", "interval: 1s"))
+            config = tmp_path / "prometheus.yml"
+            config.write_text(
+                "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                f"rule_files: [{RULES.name}]\n"
+                "scrape_configs:\n"
+                "  - job_name: skewwatch-collector\n"
+                f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n")
+            proc = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                     f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                    stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"))
+            url = f"http://127.0.0.1:{port}"
+            try:
+                _wait("Prometheus to be ready", lambda: _get(f"{url}/-/ready") == 200 or proc.poll() is not None)
+                up = _wait("the collector target to be up", lambda: [
+                    t for t in httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+                    if t["health"] == "up"])
+                assert up[0]["labels"]["job"] == "skewwatch-collector"
+                accepted = _wait("the records counter", lambda: _query(url, 'skewwatch_collector_records_total{outcome="accepted"}'))
+                assert int(float(accepted[0]["value"][1])) == len(recs)
+                dead = {r["metric"]["reason"]: int(float(r["value"][1]))
+                        for r in _wait("the dead-letter counter", lambda: _query(url, "skewwatch_collector_dead_letters_total"))}
+                assert dead == {"not_json": 1, "not_utf8": 1}
+                lag = _wait("per-partition lag", lambda: _query(url, "skewwatch_collector_partition_lag_records"))
+                assert {r["metric"]["partition"] for r in lag} == {"0", "1"}
+                assert all(float(r["value"][1]) == 0 for r in lag)  # caught up
+                _wait("the collector recording rules", lambda: _query(url, "skewwatch:collector_lag_records:sum"))
+                groups = httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+                rules = [r for g in groups for r in g["rules"]]
+                assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+                lag_alert = [r for r in rules if r["type"] == "alerting" and "lag" in r["query"]]
+                assert lag_alert and all(r["state"] == "inactive" for r in lag_alert)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+        finally:
+            stop_live()
