@@ -225,8 +225,9 @@ def ks(*, reference: NumericInput, current: NumericInput) -> TestResult:
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.KS, r, c, "empty window")
     points, missed = _ks_points(r, c)
-    at_or_below = np.abs(r.cdf(points) - c.cdf(points))
-    below = np.abs(r.cdf_below(points) - c.cdf_below(points))
+    (le_r, lt_r), (le_c, lt_c) = r.cdf_both(points), c.cdf_both(points)
+    at_or_below = np.abs(le_r - le_c)
+    below = np.abs(lt_r - lt_c)
     i, j = int(np.argmax(at_or_below)), int(np.argmax(below))
     d, at = (float(at_or_below[i]), i) if at_or_below[i] >= below[j] else (float(below[j]), j)
     d_adj = max(0.0, d - r.rank_error - c.rank_error - missed)

@@ -103,6 +103,12 @@ class NumericView:
             return np.zeros(len(points))
         return np.asarray(self.stats.cdf(np.asarray(points, dtype=np.float64)), dtype=np.float64)
 
+    def cdf_both(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(fraction <= each point, fraction < each point), asked of the summary in one pass."""
+        if self.count == 0:
+            return np.zeros(len(points)), np.zeros(len(points))
+        return self.stats.fractions_both(np.asarray(points, dtype=np.float64))
+
     def cdf_below(self, points: np.ndarray) -> np.ndarray:
         """Fraction of values < each point (the left limit of the CDF), asked of the summary."""
         if self.count == 0:

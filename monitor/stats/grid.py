@@ -298,7 +298,7 @@ class Shape:
     """Float views of buckets for queries: ends, point masses and the mass strictly inside."""
 
     __slots__ = ("lo", "hi", "nlo", "nhi", "mid", "before", "total", "at_lo", "full", "inv_width", "minimum",
-                 "maximum")
+                 "maximum", "memo")
 
     def __init__(self, b: Buckets) -> None:
         self.lo = values_of(b.lo)
@@ -315,6 +315,7 @@ class Shape:
         with np.errstate(over="ignore", divide="ignore"):
             width = self.hi - self.lo
             self.inv_width = np.where(np.isfinite(width) & (width > 0), 1.0 / np.where(width > 0, width, 1.0), 0.0)
+        self.memo: dict = {}  # answers worth keeping (NumericStats.quantiles); the buckets never change
         self.minimum = float(self.lo[0]) if len(b) else float("nan")
         self.maximum = float(self.hi[-1]) if len(b) else float("nan")
 
@@ -335,6 +336,18 @@ class Shape:
         else:
             res = np.where(t > hi, full, np.where(t == hi, full - self.nhi[b], inside))
         return np.where(none, 0.0, res)
+
+    def counts_both(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`counts_le` inclusive, exclusive) with one search: they differ only by the point
+        masses sitting exactly at ``t`` (a bucket's ends)."""
+        b = np.searchsorted(self.lo, t, side="right") - 1
+        none = b < 0
+        b = np.maximum(b, 0)
+        lo, hi = self.lo[b], self.hi[b]
+        frac = np.clip((t - lo) * self.inv_width[b], 0.0, 1.0)
+        le = np.where(t >= hi, self.full[b], self.at_lo[b] + self.mid[b] * frac)
+        atoms = np.where(t == lo, self.nlo[b], 0.0) + np.where((t == hi) & (lo != hi), self.nhi[b], 0.0)
+        return np.where(none, 0.0, le), np.where(none, 0.0, le - atoms)
 
     def quantiles(self, ranks: np.ndarray) -> np.ndarray:
         """Smallest value whose estimated count ``<=`` it reaches ``rank`` (a count in [0, total])."""

@@ -269,8 +269,15 @@ class NumericStats:
             raise StatisticsError("quantile ranks must lie in [0, 1]")
         if self._count == 0 or q.size == 0:
             return np.full(q.shape, np.nan)
-        flat = self._grid_shape().quantiles(q.ravel() * float(self._count))
-        return flat.reshape(q.shape)
+        shape = self._grid_shape()
+        key = q.tobytes() if q.size <= 4096 else None  # the comparisons ask a baseline the same ranks per window
+        cached = shape.memo.get(key) if key is not None else None
+        if cached is None:
+            cached = shape.quantiles(q.ravel() * float(self._count))
+            cached.setflags(write=False)
+            if key is not None and len(shape.memo) < 16:
+                shape.memo[key] = cached
+        return cached.reshape(q.shape).copy()
 
     def cdf(self, points: Any) -> np.ndarray:
         """Estimated fraction of values ``<=`` each point (within :attr:`rank_error`); exact 0/1
@@ -292,24 +299,24 @@ class NumericStats:
         return np.rint(counts) if self.rank_error == 0.0 else counts
 
     def _fractions(self, pts: np.ndarray, *, inclusive: bool) -> np.ndarray:
-        """Fraction of values ``<=`` (inclusive) or ``<`` each point."""
-        out = np.full(pts.shape, np.nan)
+        """Fraction of values ``<=`` (inclusive) or ``<`` each point (exact 0 and 1 outside the
+        values' range, NaN for NaN points)."""
         if self._count == 0:
-            return out
-        lo, hi = self.min, self.max
-        known = ~np.isnan(pts)
-        if inclusive:
-            out[known & (pts < lo)] = 0.0
-            out[known & (pts >= hi)] = 1.0
-            mid = known & (pts >= lo) & (pts < hi)
-        else:
-            out[known & (pts <= lo)] = 0.0
-            out[known & (pts > hi)] = 1.0
-            mid = known & (pts > lo) & (pts <= hi)
-        if mid.any():
-            counts = self._grid_shape().counts_le(pts[mid], inclusive=inclusive)
-            out[mid] = np.clip(counts / self._count, 0.0, 1.0)
-        return out
+            return np.full(pts.shape, np.nan)
+        flat = pts.ravel()
+        with np.errstate(invalid="ignore"):
+            counts = self._grid_shape().counts_le(flat, inclusive=inclusive)
+        out = np.clip(counts / self._count, 0.0, 1.0)
+        return np.where(np.isnan(flat), np.nan, out).reshape(pts.shape)
+
+    def fractions_both(self, points: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(fraction ``<=``, fraction ``<``) of each finite point, in one pass (for ks)."""
+        pts = np.asarray(points, dtype=np.float64)
+        if self._count == 0:
+            nan = np.full(pts.shape, np.nan)
+            return nan, nan.copy()
+        le, lt = self._grid_shape().counts_both(pts)
+        return np.clip(le / self._count, 0.0, 1.0), np.clip(lt / self._count, 0.0, 1.0)
 
     # -- bytes ---------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -63,3 +63,14 @@ def test_rank_error_bounds_the_cdf() -> None:
     t = np.quantile(x, np.linspace(0.001, 0.999, 500))
     err = np.abs(shape.counts_le(t, inclusive=True) - np.searchsorted(xs, t, "right")) / x.size
     assert 0 < err.max() <= grid.rank_error(b)
+
+
+def test_both_sided_counts_equal_the_two_one_sided_queries() -> None:
+    rng = np.random.default_rng(6)
+    x = np.concatenate([np.zeros(300), np.round(rng.normal(5, 2, 5000), 1), np.full(200, 9.0)])
+    for bins in (16, 4096):
+        shape = grid.Shape(grid.from_values(x, 0, bins))
+        t = np.concatenate([shape.lo, shape.hi, rng.normal(5, 3, 500), [-1e9, 1e9]])
+        le, lt = shape.counts_both(t)
+        np.testing.assert_array_equal(le, shape.counts_le(t, inclusive=True))
+        np.testing.assert_allclose(lt, shape.counts_le(t, inclusive=False), rtol=0, atol=1e-9)
