@@ -99,20 +99,29 @@ def chi_squared(*, reference: CategoricalInput, current: CategoricalInput,
     )
 
 
-def psi_categorical(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:
+def psi_categorical(*, reference: CategoricalInput, current: CategoricalInput,
+                    min_expected: float = MIN_EXPECTED) -> TestResult:
     """Population stability index over the union of values (one bin per value).
 
     Same definition and smoothing as the numeric ``psi``
     (:func:`monitor.compare.shares.psi_from_shares`); a value unseen on one side gets the
-    smoothed share there. statistic = effect = PSI; no p-value (chi_squared is the test).
+    smoothed share there. Values rare on both sides (expected and observed current count below
+    ``min_expected``, as chi_squared pools them) share one bin: over a long tail of thousands of
+    values seen a few times each, per-value smoothed shares would make PSI measure the tail's
+    sampling noise (and its bin count), not a change. statistic = effect = PSI; no p-value
+    (chi_squared is the test).
     """
     r, c = categorical_view(reference), categorical_view(current)
     if r.count == 0 or c.count == 0:
         return _insufficient(TestName.PSI_CATEGORICAL, r, c, "empty window")
     a = aligned(r, c)
-    p = a.reference / r.count
-    q = a.current / c.count
-    return psi_from_shares(p, q, n_reference=r.count, n_current=c.count, test=TestName.PSI_CATEGORICAL)
+    ref, cur = a.reference, a.current
+    rare = (c.count * ref / r.count < min_expected) & (cur < min_expected)
+    if int(rare.sum()) >= 2:
+        ref = np.append(ref[~rare], ref[rare].sum())
+        cur = np.append(cur[~rare], cur[rare].sum())
+    return psi_from_shares(ref / r.count, cur / c.count, n_reference=r.count, n_current=c.count,
+                           test=TestName.PSI_CATEGORICAL)
 
 
 def unseen_share(*, reference: CategoricalInput, current: CategoricalInput) -> TestResult:

@@ -190,3 +190,20 @@ def test_linf_agrees_with_the_tfdv_adapter_on_bike_data():
         ours = linf(reference=ref, current=cur)
         theirs = tfdv_interop.linf_tfdv(reference=ref, current=cur)
         assert ours.statistic == pytest.approx(theirs.statistic, abs=1e-12), column
+
+
+def test_psi_categorical_pools_a_long_tail_of_rare_values():
+    """Thousands of values seen once or twice on each side are sampling noise, not a shift."""
+    rng = np.random.default_rng(12)
+    def tail(n):
+        head = rng.choice(np.array(["a", "b", "c"], dtype=object), size=n // 2, p=[0.5, 0.3, 0.2])
+        rest = np.array([f"id{i}" for i in rng.integers(0, 10**7, n - n // 2)], dtype=object)
+        return np.concatenate([head, rest])
+    ref, cur = CategoricalStats(capacity=100_000), CategoricalStats(capacity=100_000)
+    ref.update(tail(20_000))
+    cur.update(tail(20_000))
+    r = psi_categorical(reference=ref, current=cur)
+    assert r.effect < 0.05  # both halves match: a, b, c and "some rare id" in the same shares
+    shifted = CategoricalStats(capacity=100_000)
+    shifted.update(np.concatenate([np.full(10_000, "a", dtype=object), tail(20_000)[10_000:]]))
+    assert psi_categorical(reference=ref, current=shifted).effect > 0.2
