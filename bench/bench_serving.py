@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrkload import DATA, ROOT, add_load_arguments, ensure_wrk, predict_body, run_wrk, stop, wait_up, write_lua
+from wrkload import DATA, ROOT, add_load_arguments, ensure_wrk, predict_body, rss_mb, run_wrk, stop, wait_up, write_lua
 
 # -- the servers (subprocess roles) ---------------------------------------------------------------
 
@@ -156,6 +156,7 @@ def main() -> None:
 
         for t in targets:  # warm-up: first predict traces the model; connections, pools
             run_wrk(wrk, lua, t.url, seconds=2, connections=args.connections, delay_ms=0, body=body)
+        rest = {t.name: rss_mb(t.procs[0].pid) for t in targets}
 
         results: dict[tuple[str, str], list[dict]] = {}
         modes = (("paced", args.delay_ms), ("max", 0))
@@ -170,6 +171,7 @@ def main() -> None:
                     print(f"round {rnd + 1} {mode:5s} {t.name:40s} {r['rps']:8.1f} req/s  p50 {r['p50_us'] / 1e3:6.2f} ms"
                           f"  p99 {r['p99_us'] / 1e3:6.2f} ms  non-2xx {r['non2xx']}  logged {r['logged']:.0f}",
                           flush=True)
+        memory = {t.name: (rest[t.name], rss_mb(t.procs[0].pid)) for t in targets}
     finally:
         for t in reversed(targets):
             for p in t.procs:
@@ -178,7 +180,18 @@ def main() -> None:
         lost.stop()
 
     print_table(results, targets, args)
+    print_memory(results, targets, memory, args)
     print(f"\n(servers' log: {log})")
+
+
+def print_memory(results: dict, targets: list[Target], memory: dict, args: argparse.Namespace) -> None:
+    """RSS after the warm-up and after every round: a leak shows as growth per request."""
+    print("\n| target | requests served | RSS after warm-up MB | RSS at the end MB | growth per 1,000 requests kB |")
+    print("|---|---:|---:|---:|---:|")
+    for t in targets:
+        served = sum(r["rps"] * args.duration for mode in ("paced", "max") for r in results[(t.name, mode)])
+        rest, end = memory[t.name]
+        print(f"| {t.name} | {served:,.0f} | {rest:.0f} | {end:.0f} | {(end - rest) * 1024 / max(served / 1000, 1e-9):.1f} |")
 
 
 def _median(runs: list[dict], key: str) -> float:

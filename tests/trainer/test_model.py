@@ -132,3 +132,23 @@ def test_compiled_forward_pass_matches_eager_and_does_not_leak_models(split) -> 
     del m
     gc.collect()
     assert alive() is None
+
+
+def test_strings_reach_the_lookup_exactly(split) -> None:
+    """Predict packs strings as code points: non-ASCII, embedded NULs, the empty string and a lone
+    surrogate come out of the model as the eager call on the same strings does."""
+    small = split.train.head(400).copy()
+    awkward = ["ñandú", "日本語", "x\0y", "xy", "\0z", "tab\there", "🚲 bike"]
+    small["weathersit"] = [awkward[i % len(awkward)] for i in range(len(small))]
+    m = build_model(small, SPECS, HParams(hidden_units=(4,)), seed=2)
+    lookup = m.get_layer("lookup_weathersit")
+    indices = [int(lookup(np.array([[v]], dtype=object))[0, 0]) for v in awkward]
+    assert 0 not in indices and len(set(indices)) == len(awkward)  # all distinct vocabulary entries
+    probe = split.serving.head(len(awkward) + 3)
+    cols = _columns(probe)
+    cols["weathersit"] = [*awkward, "", None, "\ud800"]  # "" and None are OOV; a surrogate becomes U+FFFD
+    cols["season"] = ["wïnter", *cols["season"][1:]]
+    got = predict(m, cols, SPECS)
+    reference = {**cols, "weathersit": [v if v != "\ud800" else "\ufffd" for v in cols["weathersit"]]}
+    eager = np.asarray(m(model_module._to_tensors(model_module.to_model_inputs(reference, SPECS)), training=False))
+    np.testing.assert_allclose(got, eager.astype(np.float64), rtol=1e-6)
