@@ -145,7 +145,13 @@ class MonitorConfig(_Strict):
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise ConfigError(first["msg"], field=".".join(["models", model, *map(str, first["loc"])])) from None
-        return self.model_copy(update={"models": models})
+        merged = self.model_copy(update={"models": models})  # model_copy skips the validators: run them
+        try:
+            merged._every_level_resolves()
+        except ValueError as exc:
+            path, _, message = str(exc).partition(": ")
+            raise ConfigError(message, field=path) from None
+        return merged
 
     def references_for(self, model: str) -> References:
         model_cfg = self.models.get(model)

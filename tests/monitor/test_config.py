@@ -188,3 +188,16 @@ def test_new_rules_errors_name_the_key_path(tmp_path, text, field):
 def test_levels_that_only_conflict_together_fail_at_load(tmp_path):
     err = error_of(tmp_path, "defaults:\n  trend: {min_windows: 10}\nmodels:\n  m:\n    trend: {windows: 9}\n")
     assert "models.m" in str(err) and "trend.windows" in str(err)
+
+
+def test_with_models_checks_levels_together() -> None:
+    """A model section stored through the API is checked against the file's defaults: trend.windows
+    of 10 is fine alone, but not under defaults whose min_windows is 12."""
+    base = parse_monitor_config({"defaults": {"trend": {"min_windows": 12, "windows": 16}}})
+    assert base.with_models({"bikeshare": {"trend": {"windows": 14}}}).policy_for("bikeshare", "temp").trend.windows == 14
+    with pytest.raises(ConfigError) as err:
+        base.with_models({"bikeshare": {"trend": {"windows": 10}}})
+    assert err.value.field == "models.bikeshare" and "min_windows" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        base.with_models({"bikeshare": {"floors": {"ks": "high"}}})
+    assert err.value.field.startswith("models.bikeshare.floors")
