@@ -18,7 +18,7 @@ conventions (``_total`` counters, base units, labels rather than names):
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -103,9 +103,16 @@ class CollectorMetrics(_PromCollector):
             yield deliveries
 
 
-def serve_metrics(collector: Any, host: str, port: int) -> CollectorRegistry:
-    """Serve ``/metrics`` for this collector on ``host:port`` (a daemon thread)."""
+def serve_metrics(collector: Any, host: str, port: int) -> Callable[[], None]:
+    """Serve ``/metrics`` for this collector on ``host:port`` (a daemon thread); returns the stop
+    function, which closes the listening socket and lets the registry (and the collector) go."""
     registry = CollectorRegistry()
     registry.register(CollectorMetrics(collector))
-    start_http_server(port, addr=host, registry=registry)
-    return registry
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

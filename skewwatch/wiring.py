@@ -109,5 +109,5 @@ def build_collector(settings: Settings) -> Collector:
     if settings.collector_metrics_port:
         from collectors.metrics import serve_metrics
 
-        serve_metrics(collector, settings.monitor_host, settings.collector_metrics_port)
+        collector.closers.append(serve_metrics(collector, settings.monitor_host, settings.collector_metrics_port))
     return collector
