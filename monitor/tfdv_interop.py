@@ -14,9 +14,10 @@ Importing it costs the ``tensorflow_metadata`` protos (protobuf), not TensorFlow
 * :func:`linf_tfdv` and :func:`jsd_tfdv` (from :mod:`monitor.tfdv`) give the same two numbers
   without TFDV.
 
-A bundle's skewwatch baseline is profiled with the default KLL ``k`` (200), so its numeric
-sketches estimate; for numbers equal to TFDV's pass the bundle's own ``tfdv/statistics.pb`` as
-``baseline`` (or profile with ``k`` above the row count). See :mod:`monitor.tfdv.metrics`.
+A bundle's skewwatch baseline keeps 16,384 numeric buckets (``BASELINE_BINS``): exact while a
+feature has at most that many distinct values, otherwise within its ``rank_error``; for numbers
+equal to TFDV's on a continuous feature with more distinct values, pass the bundle's own
+``tfdv/statistics.pb`` as ``baseline``. See :mod:`monitor.tfdv.metrics`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Shared by the numeric and categorical comparisons so PSI and JSD mean the same thing on
 both kinds of feature. Neither carries a p-value: their large-sample chi-square forms
 (PSI / (1/n_ref + 1/n_cur) ~ chi2(B - 1), Yurdakul 2018) were measured to be badly
-anti-conservative here (bin shares read from a KLL sketch carry its rank error, and
+anti-conservative here (bin shares read from a bucketed summary carry its rank error, and
 PSI's smoothing of empty bins inflates it), so their noise on small samples is handled by
 the ``min_count`` rule of :mod:`monitor.decide` instead; ks and chi_squared are the
 significance tests for the same data.

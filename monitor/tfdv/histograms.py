@@ -15,11 +15,11 @@ and ``utils/quantiles_util.py``, defaults of ``tfdv.StatsOptions``):
    the bucket below). The QUANTILES histogram keeps every 100th boundary. The median is the
    middle one of the 1001 quantiles.
 
-Exactness. While the sketch is exact (``rank_error == 0``: at most ``k`` values) the summary
+Exactness. While the summary is exact (``rank_error == 0``: at most ``bins`` distinct values) it
 is rebuilt from every value and the histograms equal TFDV's bit for bit (tested against TFDV
-itself). TFDV's own summary is exact up to a few thousand *distinct* values. Past ``k`` values
+itself). TFDV's own summary is exact up to a few thousand *distinct* values. Past ``bins`` values
 the summary is rebuilt from :data:`ESTIMATE_POINTS` sketch quantiles, so each cumulative share
-is off by at most :func:`cumulative_error` (the KLL rank error at 99% confidence, plus the two
+is off by at most :func:`cumulative_error` (the summary's ``rank_error``, a hard bound, plus the two
 1/1000 interpolation steps and the 1/ESTIMATE_POINTS grid).
 """
 

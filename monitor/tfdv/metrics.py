@@ -16,12 +16,11 @@ are counted apart), so TFDV's NaN and infinite buckets never occur here.
 
 Sketch error. With exact sketches (``rank_error == 0``) ``jsd_tfdv`` equals TFDV's value (bit for
 bit on the bike data). Otherwise each cumulative share of a STANDARD histogram is within
-:func:`~monitor.tfdv.histograms.cumulative_error` of TFDV's (the KLL rank error at 99% confidence
-plus 0.002), and ``details["error_bound"]`` turns that into a guaranteed bound on the JSD
-(:func:`jsd_error_bound`). That bound is worst-case and loose: about 0.2-0.3 at k = 200 on the
-bike windows, where the measured differences were at most 0.011 (48 feature-months, 2012 vs
-2011). For numbers that must equal TFDV's, build the profiles with ``k`` above the row count or
-pass TFDV's own baseline statistics.
+:func:`~monitor.tfdv.histograms.cumulative_error` of TFDV's (the summary's ``rank_error``, a hard
+bound, plus 0.002), and ``details["error_bound"]`` turns that into a guaranteed bound on the JSD
+(:func:`jsd_error_bound`). That bound is worst-case and loose. For numbers that must
+equal TFDV's on a feature with more distinct values than the profile's ``bins``, build the
+profiles with ``bins`` above the distinct count or pass TFDV's own baseline statistics.
 """
 
 from __future__ import annotations
