@@ -215,8 +215,9 @@ class WindowDecider:
             if current.rows == 0 or reference.rows == 0:
                 continue
             past = self.store.recent_findings(key, mode=mode, family=family, windows=HISTORY_WINDOWS) if history else ()
+            segments = self.config.segments_for(key.model)
             report = evaluate(reference=reference, current=current, model=key.model, config=self.config, mode=mode,
-                              history=past)
+                              history=past, families=segments.families if segments is not None else 1)
             raw = {(f.feature, f.test): f.verdict for f in report.decided}
             found.extend(FindingIn(f, family, ref_id, raw.get((f.feature, f.test), f.verdict)) for f in report.findings)
         return found

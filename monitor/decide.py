@@ -453,20 +453,42 @@ def _decide_one(feature: str, r: TestResult, q: float | None, pol: Policy, *, mo
                    verdict=verdict, message=_message(feature, r, floor, q, gated))
 
 
+def _check_families(families: int) -> None:
+    if isinstance(families, bool) or not isinstance(families, int) or families < 1:
+        raise ConfigError(f"must be an integer >= 1, got {families!r}", field="families")
+
+
+def family_adjust(q_values: np.ndarray, families: int) -> np.ndarray:
+    """q-values of one of ``families`` families decided apart, made to answer for all of them.
+
+    Rejecting ``families * q <= level`` runs each family's BH at ``level / families``; with V_i
+    false and R_i total rejections per family, V/R = sum V_i / sum R_i <= sum V_i / R_i, so the
+    false discovery rate over the union of the families is at most ``level`` (whatever their
+    dependence, and with no family waiting for another). One family: unchanged.
+    """
+    if families == 1:
+        return q_values
+    return np.minimum(1.0, np.asarray(q_values, dtype=np.float64) * families)
+
+
 def decide(results: Sequence[tuple[str, TestResult]], *, policy: PolicyLike, model: str,
-           mode: Mode) -> tuple[Finding, ...]:
+           mode: Mode, families: int = 1) -> tuple[Finding, ...]:
     """Turn one window's results (``(feature, result)`` pairs) into findings, in input order.
 
     ``policy`` is one :class:`Policy` or a function feature -> Policy. The BH family is every
     result in ``results`` that has a p-value and enough data (rule 0); each feature's
     ``bh_level`` is then applied to its q-values (one level for all = the plain BH procedure).
+    ``families`` > 1 when this window is one of that many decided apart whose false discoveries
+    count together (the segments of one time span): see :func:`family_adjust`.
     """
     if mode not in _MODES:
         raise ConfigError(f"must be one of {_MODES}, got {mode!r}", field="mode")
+    _check_families(families)
     resolve = _resolver(policy)
     enough = [r.computed and min(r.n_reference, r.n_current) >= resolve(f).minimum(r.test) for f, r in results]
     with_p = [i for i, (_, r) in enumerate(results) if r.p_value is not None and enough[i]]
-    q_values: dict[int, float] = dict(zip(with_p, bh_adjust([results[i][1].p_value for i in with_p]).tolist()))
+    adjusted = family_adjust(bh_adjust([results[i][1].p_value for i in with_p]), families)
+    q_values: dict[int, float] = dict(zip(with_p, adjusted.tolist()))
     return tuple(_decide_one(feature, r, q_values.get(i), resolve(feature), model=model, mode=mode)
                  for i, (feature, r) in enumerate(results))
 
@@ -476,14 +498,14 @@ def _key(f: Finding) -> tuple[str, str, str, str]:
 
 
 def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Finding]], *, policy: PolicyLike,
-                   n_current: Mapping[tuple[str, str], int] | None = None) -> tuple[Finding, ...]:
+                   n_current: Mapping[tuple[str, str], int] | None = None, families: int = 1) -> tuple[Finding, ...]:
     """Rule 5: one ``trend_<test>`` finding per base finding of this window that has a trend test.
 
     ``findings`` are this window's decided findings; ``history`` the earlier windows' decided
     findings (``WindowReport.decided``), oldest first, of which the last ``Trend.windows - 1``
     count. The series is the base test's effect in every window where it was decided (not
     ``insufficient_data``), then this window's. Trend p-values are adjusted with BH among
-    themselves. Drift mode (the previous window as reference) has no trends: its reference moves.
+    themselves (and for ``families`` as :func:`decide` does). Drift mode (the previous window as reference) has no trends: its reference moves.
     Pure: the caller passes the history.
     """
     resolve = _resolver(policy)
@@ -513,7 +535,9 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
                                computed=False, note=f"{len(series) + 1} windows, needs {pol.trend.min_windows}")
         candidates.append((f, r, pol))
     with_p = [i for i, (_, r, _) in enumerate(candidates) if r.p_value is not None]
-    q_values = dict(zip(with_p, bh_adjust([candidates[i][1].p_value for i in with_p]).tolist()))
+    _check_families(families)
+    adjusted = family_adjust(bh_adjust([candidates[i][1].p_value for i in with_p]), families)
+    q_values = dict(zip(with_p, adjusted.tolist()))
     out = []
     for i, (f, r, pol) in enumerate(candidates):
         floor = pol.floor(r.test)

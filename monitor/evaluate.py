@@ -78,14 +78,16 @@ class WindowReport:
 
 
 def evaluate(*, reference: "Profile", current: "Profile", model: str, config: MonitorConfig, mode: Mode,
-             history: Sequence[Sequence[Finding]] = ()) -> WindowReport:
+             history: Sequence[Sequence[Finding]] = (), families: int = 1) -> WindowReport:
     """Run the enabled comparisons of every shared feature and decide on them.
 
     A feature whose kind differs between the two profiles raises :class:`SchemaError`
     naming it (the profiles do not describe the same model). ``history`` (earlier windows'
     ``WindowReport.decided`` against the same kind of reference, oldest first) feeds the
     persistence rule and the trend tests; with no history a rule of k > 1 holds the first alert
-    back, as it should, and trends report ``insufficient_data``.
+    back, as it should, and trends report ``insufficient_data``. ``families``: how many windows
+    decided apart share one false-discovery budget (a model's segments of one time span, all
+    traffic included); each is tested at ``bh_level / families`` (:func:`~monitor.decide.family_adjust`).
     """
     ref_specs = {spec.name: spec for spec in reference.specs}
     cur_names = {spec.name for spec in current.specs}
@@ -110,9 +112,10 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
                 results.append((spec.name, REGISTRY[name].function(reference=ref_view, current=cur_view)))
             except StatisticsError as exc:
                 failures.append(TestFailure(feature=spec.name, test=name.value, error=str(exc)))
-    base = decide(results, policy=policies.__getitem__, model=model, mode=mode)
+    base = decide(results, policy=policies.__getitem__, model=model, mode=mode, families=families)
     sizes = {(feature, r.test.value): min(r.n_reference, r.n_current) for feature, r in results}
-    decided = base + trend_findings(base, history, policy=policies.__getitem__, n_current=sizes)
+    decided = base + trend_findings(base, history, policy=policies.__getitem__, n_current=sizes,
+                                    families=families)
     findings = apply_persistence(decided, history, policy=policies.__getitem__)
     return WindowReport(model=model, mode=mode, rows=current.rows, reference_rows=reference.rows,
                         findings=findings, unmatched=unmatched, failures=tuple(failures), decided=decided)

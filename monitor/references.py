@@ -106,6 +106,12 @@ class Segments(_Strict):
         return self
 
     @property
+    def families(self) -> int:
+        """Windows of one time span decided apart that share one false-discovery budget: each
+        segment (at most ``max``, or the listed values), ``other``, and all traffic."""
+        return (len(self.values) if self.values else self.max) + 2
+
+    @property
     def source(self) -> Literal["feature", "attribute"]:
         return "feature" if self.feature is not None else "attribute"
 

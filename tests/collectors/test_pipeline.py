@@ -164,12 +164,18 @@ def test_segments_split_the_traffic_and_meet_their_own_baseline_slice(trained_mo
         assert sum(windows[s].rows for s in (*top2, "other")) == windows[""].rows
         seg = windows[top2[0]]
         features = Profile.from_bytes(store.load_profiles(seg.id)[0])
-        stored = {(f.feature, f.test): f.effect for f in store.list_findings(window_id=seg.id, mode="skew")
-                  if f.family == "features"}
+        stored = {(f.feature, f.test): (f.effect, f.q_value, f.verdict)
+                  for f in store.list_findings(window_id=seg.id, mode="skew") if f.family == "features"}
     assert set(features["weathersit"].counts()) == {top2[0]}
     slice_ = bundle.segment_baseline("weathersit", top2[0])[0]
-    expected = evaluate(reference=slice_, current=features, model="bikeshare", config=config, mode="skew")
-    assert stored == {(f.feature, f.test): f.effect for f in expected.findings}
+    # one false-discovery budget for the span: 2 segments, "other" and all traffic are 4 families
+    assert config.segments_for("bikeshare").families == 4
+    expected = evaluate(reference=slice_, current=features, model="bikeshare", config=config, mode="skew",
+                        families=4)
+    assert stored == {(f.feature, f.test): (f.effect, f.q_value, f.verdict) for f in expected.findings}
+    alone = evaluate(reference=slice_, current=features, model="bikeshare", config=config, mode="skew")
+    pairs = [(a.q_value, b.q_value) for a, b in zip(alone.findings, expected.findings) if a.q_value is not None]
+    assert pairs and all(q4 == pytest.approx(min(1.0, 4 * q1)) for q1, q4 in pairs)
 
 
 def test_a_window_that_cannot_be_processed_is_kept_with_its_error_and_skipped(trained_models_dir, frame, tmp_path):
