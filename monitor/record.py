@@ -61,6 +61,8 @@ __all__ = [
     "encode_record_parts",
     "decode_record",
     "output_columns",
+    "check_columns",
+    "MAX_COLUMNS",
 ]
 
 RECORD_SCHEMA_VERSION = 2
@@ -68,7 +70,9 @@ MAX_PARTS = 10_000
 #: The name of a model's single output in ``outputs``.
 PREDICTION_OUTPUT = "prediction"
 _MAX_NAME = 256  # model name, version, request id, column and attribute names
-_MAX_COLUMNS = 4096
+#: The most distinct column names a record may have (inputs, and outputs apart); readers refuse more.
+MAX_COLUMNS = 4096
+_MAX_COLUMNS = MAX_COLUMNS
 _MAX_ATTRIBUTES = 32
 _MAX_ATTRIBUTE_VALUE = 256
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -146,7 +150,23 @@ class LoggedRecord(NamedTuple):
 
 # -- writing ------------------------------------------------------------------------------------
 
+def check_columns(rows: Sequence[Mapping[str, Any]], field: str) -> None:
+    """Refuse rows that cannot be written as columns: more than :data:`MAX_COLUMNS` distinct names,
+    or so sparse (each row its own keys) that the columns would take far more room than the rows."""
+    names: set[str] = set()
+    cells = 0
+    for row in rows:
+        names.update(row)
+        cells += len(row)
+        if len(names) > MAX_COLUMNS:
+            raise _fail(f"more than {MAX_COLUMNS} distinct names cannot be logged as columns", field)
+    if len(rows) * len(names) > 4 * cells + MAX_COLUMNS:
+        raise _fail(f"{len(rows)} rows with {len(names)} distinct names are too sparse to log as columns "
+                    f"({cells} values would take {len(rows) * len(names)} cells)", field)
+
+
 def _input_columns(instances: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    check_columns(instances, "instances")
     names: dict[str, None] = {}
     for inst in instances:
         names.update(dict.fromkeys(inst))
@@ -165,6 +185,7 @@ def output_columns(predictions: Sequence[Any]) -> dict[str, list[Any]]:
     if n == 0:
         return {}
     if all(isinstance(p, dict) for p in predictions):
+        check_columns(predictions, "predictions")
         out: dict[str, list[Any]] = {}
         for i, p in enumerate(predictions):
             for key, value in p.items():
@@ -174,10 +195,15 @@ def output_columns(predictions: Sequence[Any]) -> dict[str, list[Any]]:
                         out.setdefault(f"{key}[{j}]", [None] * n)[i] = v
                 else:
                     out.setdefault(str(key), [None] * n)[i] = value
+        if len(out) > MAX_COLUMNS:
+            raise _fail(f"{len(out)} output columns cannot be logged (at most {MAX_COLUMNS})", "predictions")
         return out
     values = [_scalar(p) for p in predictions]
     if any(isinstance(v, list) for v in values):
         width = max((len(v) for v in values if isinstance(v, list)), default=0)
+        if width > MAX_COLUMNS:
+            raise _fail(f"a prediction of {width} values cannot be logged as columns (at most {MAX_COLUMNS})",
+                        "predictions")
         out = {f"{PREDICTION_OUTPUT}[{j}]": [None] * n for j in range(width)}
         for i, v in enumerate(values):
             if isinstance(v, list):

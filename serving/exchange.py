@@ -41,7 +41,7 @@ from typing import Any, Mapping
 import orjson
 
 from monitor.errors import RecordError, SchemaError
-from monitor.record import PredictionRecord
+from monitor.record import MAX_COLUMNS, PredictionRecord, check_columns
 from serving.limits import LimitExceeded, LimitName, RequestLimits, check_json
 from serving.validation import EventTimeBounds, header_attributes, parse_event_time, parse_request_id, rows_from_columns
 
@@ -57,8 +57,6 @@ __all__ = [
 ]
 
 UNKNOWN_VERSION = "unknown"
-#: The most distinct column names a record may have (what :func:`monitor.record.decode_record` reads).
-MAX_COLUMNS = 4096
 _SLICE = 256 * 1024  # inflate this much at a time
 _RATIO_FLOOR = 1 << 20  # the ratio is judged once a body has inflated past this
 #: Inflating this much shows whether a body breaks the ratio (a probe on the event loop, ~1 ms).
@@ -187,27 +185,13 @@ def _json_object(body: bytes, field: str) -> dict[str, Any]:
     return obj
 
 
-def _dense_enough(rows: tuple[dict[str, Any], ...], field: str) -> None:
-    """Refuse rows whose columns would take far more room than the rows (each row its own keys)."""
-    names: set[str] = set()
-    cells = 0
-    for row in rows:
-        names.update(row)
-        cells += len(row)
-        if len(names) > MAX_COLUMNS:
-            raise RecordError(f"more than {MAX_COLUMNS} distinct names cannot be logged as columns", field=field)
-    if len(rows) * len(names) > 4 * cells + MAX_COLUMNS:
-        raise RecordError(f"{len(rows)} rows with {len(names)} distinct names are too sparse to log as columns "
-                          f"({cells} values would take {len(rows) * len(names)} cells)", field=field)
-
-
 def _instances(request: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     if "instances" in request:
         instances = request["instances"]
         if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
             raise RecordError("only instances that are objects of named features can be logged", field="instances")
         rows = tuple(instances)
-        _dense_enough(rows, "instances")
+        check_columns(rows, "instances")
         return rows
     if "inputs" in request:
         try:
@@ -223,7 +207,7 @@ def _predictions(response: dict[str, Any]) -> tuple[Any, ...]:
         if not isinstance(predictions, list):
             raise RecordError("must be a list", field="predictions")
         if predictions and all(isinstance(p, dict) for p in predictions):
-            _dense_enough(tuple(predictions), "predictions")
+            check_columns(predictions, "predictions")
         return tuple(predictions)
     if "outputs" in response:
         outputs = response["outputs"]

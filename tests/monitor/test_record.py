@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from monitor.errors import RecordError
 from monitor.record import (
+    MAX_COLUMNS,
     MAX_PARTS,
     RECORD_SCHEMA_VERSION,
     DeadLetterReason,
@@ -136,3 +137,27 @@ def test_a_single_row_over_the_limit_is_too_large():
     with pytest.raises(RecordError, match="one instance") as err:
         encode_record_parts(_big(3, width=5000), max_bytes=2000)
     assert err.value.reason == DeadLetterReason.TOO_LARGE
+
+
+def test_the_writer_refuses_what_readers_would_refuse_as_columns():
+    """More than MAX_COLUMNS names, or rows each with their own keys, fail at encoding with a
+    RecordError naming the field, instead of writing a message no collector reads (or one that
+    pivots 2,000 values into 4 million cells)."""
+    wide = _record(instances=({f"f{i}": 1.0 for i in range(MAX_COLUMNS + 1)},), predictions=(1.0,))
+    with pytest.raises(RecordError) as err:
+        encode_record(wide)
+    assert err.value.field == "instances" and str(MAX_COLUMNS) in str(err.value)
+    sparse = _record(instances=tuple({f"k{i}": 1.0} for i in range(2000)), predictions=(1.0,) * 2000)
+    with pytest.raises(RecordError) as err:
+        encode_record_parts(sparse, max_bytes=1 << 20)
+    assert err.value.field == "instances" and "sparse" in str(err.value)
+    vector = _record(instances=({"temp": 1.0},), predictions=([0.5] * (MAX_COLUMNS + 1),))
+    with pytest.raises(RecordError) as err:
+        encode_record(vector)
+    assert err.value.field == "predictions"
+    named = _record(instances=({"temp": 1.0},), predictions=({"scores": [0.5] * (MAX_COLUMNS + 1)},))
+    with pytest.raises(RecordError) as err:
+        encode_record(named)
+    assert err.value.field == "predictions"
+    at_limit = _record(instances=({f"f{i}": 1.0 for i in range(MAX_COLUMNS)},), predictions=(1.0,))
+    assert len(decode_record(encode_record(at_limit)).columns) == MAX_COLUMNS
