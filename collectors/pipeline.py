@@ -91,6 +91,7 @@ class WindowDecider:
         self.tfdv_checks = tfdv_checks
         self.sample_records = sample_records
         self.sample_rows = sample_rows
+        self._missing_slots: set[tuple[str, str, str]] = set()  # (model, version, kind) already logged
 
     @property
     def config(self) -> MonitorConfig:
@@ -161,9 +162,16 @@ class WindowDecider:
             if found is not None:
                 return found
         if refs.skew_slots:
-            found = bundle.slot_baseline(refs.skew_slots, window_slot(key.start_ms, end_ms, refs.skew_slots))
+            slot = window_slot(key.start_ms, end_ms, refs.skew_slots)
+            found = bundle.slot_baseline(refs.skew_slots, slot)
             if found is not None:
                 return found
+            seen = (key.model, key.model_version, refs.skew_slots)
+            if seen not in self._missing_slots:  # once per bundle and kind: bounded by the config
+                self._missing_slots.add(seen)
+                log.warning("%s %s: the bundle has no %s baseline for slot %d (fewer than 24 training rows, or a "
+                            "bundle trained before this kind was built); its windows are compared with the whole "
+                            "training baseline", key.model, key.model_version, refs.skew_slots, slot)
         return self.baselines.baselines(key.model, key.model_version)
 
     def _references(self, key: WindowKey, end_ms: int) -> list[tuple[str, Profile, Profile, int | None]]:

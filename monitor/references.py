@@ -1,6 +1,6 @@
 """What each window is compared with, and how a model's traffic is split into segments (monitor YAML).
 
-Per model (or under ``defaults``)::
+Per model, or for every model at the top level of the file (``defaults`` takes neither)::
 
     references:
       skew: {slots: month_of_year}   # training rows of the same calendar slot (default: all of them)

@@ -3,11 +3,13 @@
 ``PredictionLogger.log(record)`` is O(1) on the request path: a deterministic sampling
 decision on the request id, then an append to a bounded in-memory queue; when the queue
 is full the record is dropped and counted. Nothing else happens on the request's thread:
-no encoding, no Kafka call, no thread wake-up.
+no Kafka call, no thread wake-up, and no encoding unless the caller already encoded a large
+record's parts off its event loop (``PredictionLogger.encode``, as serving does for requests of a
+few hundred instances or more).
 
 One background thread drains the queue at least every ``drain_interval_ms`` (default
 50 ms; sooner while deliveries are being reported, so under load about every linger): it
-encodes each record with :func:`monitor.record.encode_record_parts` and hands the parts to
+encodes each record not yet encoded with :func:`monitor.record.encode_record_parts` and hands the parts to
 a librdkafka producer (``confluent_kafka.Producer``) with Java's murmur2 partitioner. The
 key is the request id (``log_partition_key="request_id"``, the default: one model's
 records spread over every partition) or the model name (``"model"``: a model's records

@@ -219,7 +219,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
     "demo": (
         cmd_demo,
         "Run the whole path on the embedded broker: train, serve, collect, replay 2012 traffic with a skew bug.",
-        ("models_dir", "state_dir", "monitor_config"),
+        ("models_dir", "monitor_config"),  # each run keeps its store and logs in artifacts/demo-runs/<time>/
     ),
 }
 
@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("action", nargs="?", choices=["list"], default="list", help="What to do (list).")
         if verb == "demo":
             sub.add_argument("--retrain", action="store_true", help="Train a new bundle even if one exists.")
-            sub.add_argument("--weeks", type=int, default=20, help="Weeks of healthy 2012 traffic, in time order.")
+            sub.add_argument("--weeks", type=int, default=49,
+                             help="Weeks of healthy 2012 traffic, in time order (49 and 3 bug weeks: the whole year).")
             sub.add_argument("--bug-weeks", type=int, default=3, help="Weeks with the Fahrenheit bug after them.")
             sub.add_argument("--keep-running", action="store_true",
                              help="Keep the services (and the dashboard) up after the summary, until Ctrl-C.")

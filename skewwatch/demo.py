@@ -147,7 +147,7 @@ def demo(
     data_path: Path,
     epochs: int = 30,
     retrain: bool = False,
-    weeks: int = 20,
+    weeks: int = 49,
     bug_weeks: int = 3,
     run_dir: Path | None = None,
     keep_running: bool = False,

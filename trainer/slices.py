@@ -1,7 +1,7 @@
 """Baselines of slices of the training rows: per calendar slot and per segment.
 
-* Per slot (:mod:`monitor.slots`: hour of day, day of week, month of year, from each row's
-  ``event_time``): a window of serving traffic can be compared with the training rows of the same
+* Per slot (every kind of :mod:`monitor.slots`: hour of day, day of week, hour of week, month of
+  year, ISO week of year, from each row's ``event_time``): a window of serving traffic can be compared with the training rows of the same
   hour, weekday or month, so a season is not mistaken for skew.
 * Per segment: for every categorical feature with at most :data:`MAX_SEGMENT_VALUES` values, the
   training rows of each of its :data:`TOP_SEGMENTS` most frequent values, so a segment's window is
@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from monitor.schema import FeatureSpec
-from monitor.slots import slot_of
+from monitor.slots import SLOT_KINDS, slot_of
 from monitor.stats import Profile
 from trainer.baseline import feature_profile, prediction_profile
 
-__all__ = ["SLOT_KINDS_BUILT", "MAX_SEGMENT_VALUES", "TOP_SEGMENTS", "slot_baselines", "segment_baselines"]
+__all__ = ["SLOT_KINDS_BUILT", "MAX_SEGMENT_VALUES", "TOP_SEGMENTS", "slot_baselines", "slot_series", "segment_baselines"]
 
-SLOT_KINDS_BUILT = ("hour_of_day", "day_of_week", "month_of_year")
+SLOT_KINDS_BUILT = SLOT_KINDS  # every kind a monitor config may name as skew slots
 MAX_SEGMENT_VALUES = 64
 TOP_SEGMENTS = 32
 MIN_ROWS = 24  # a slice with fewer training rows is not worth comparing with
@@ -48,12 +48,27 @@ def _slices(df: pd.DataFrame, specs: Sequence[FeatureSpec], predictions: np.ndar
 def slot_baselines(df: pd.DataFrame, specs: Sequence[FeatureSpec], predictions: np.ndarray) -> dict[str, Profile]:
     """Profiles of the training rows of every calendar slot of :data:`SLOT_KINDS_BUILT`."""
     df = df.reset_index(drop=True)
-    ms = (pd.to_datetime(df["event_time"], utc=True).astype("int64") // 1_000_000).to_numpy()
+    times = pd.to_datetime(df["event_time"], utc=True)
     out: dict[str, Profile] = {}
     for kind in SLOT_KINDS_BUILT:
-        slots = pd.Series([slot_of(int(t), kind) for t in ms], index=df.index)
-        out.update(_slices(df, specs, predictions, slots, prefix=f"{kind}:"))
+        out.update(_slices(df, specs, predictions, slot_series(times, kind), prefix=f"{kind}:"))
     return out
+
+
+def slot_series(times: pd.Series, kind: str) -> pd.Series:
+    """:func:`monitor.slots.slot_of` of every instant of a UTC datetime series, vectorised."""
+    dt = times.dt
+    if kind == "hour_of_day":
+        return dt.hour
+    if kind == "day_of_week":
+        return dt.weekday
+    if kind == "hour_of_week":
+        return dt.weekday * 24 + dt.hour
+    if kind == "month_of_year":
+        return dt.month
+    if kind == "week_of_year":
+        return dt.isocalendar().week.astype("int64")
+    return pd.Series([slot_of(0, kind)])  # raises naming the kinds
 
 
 def segment_baselines(df: pd.DataFrame, specs: Sequence[FeatureSpec], predictions: np.ndarray) -> dict[str, Profile]:
