@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from monitor.schema import FeatureSpec
+from monitor.stats.categorical import Tally, tally_counted
 
 __all__ = ["MAX_CATEGORY_CHARS", "Checked", "check_columns", "output_arrays", "clip_category"]
 
@@ -34,7 +36,8 @@ def clip_category(value: str) -> str:
 
 
 class Checked:
-    """Valid rows as arrays per feature (float64 for numeric, object for categorical); ``keep`` is the
+    """Valid rows per feature, for ``Profile.update_columns``: float64 arrays for numeric features, and
+    for categorical ones the values already counted (a ``Tally``) or an object array; ``keep`` is the
     mask of valid rows (``None`` when every row is valid)."""
 
     __slots__ = ("columns", "rows", "invalid", "errors", "keep")
@@ -74,6 +77,19 @@ def _numeric(col: list[Any], name: str, bad: set[int], errors: list[str]) -> np.
     return out
 
 
+def _counted(col: list[Any], name: str) -> Tally | None:
+    """The column counted, when every value is valid and short (the usual case): one pass in C over
+    the values, then the checks on the distinct values only. None sends it the row-by-row way."""
+    try:
+        counts = Counter(col)
+    except TypeError:  # an unhashable value: a list or an object
+        return None
+    if not set(map(type, counts)) <= _CATEGORICAL_OK or \
+            any(type(v) is str and len(v) > MAX_CATEGORY_CHARS for v in counts):
+        return None
+    return tally_counted(counts, col, feature=name)
+
+
 def _categorical(col: list[Any], name: str, bad: set[int], errors: list[str]) -> np.ndarray:
     types = set(map(type, col))
     arr = np.empty(len(col), dtype=object)
@@ -99,18 +115,29 @@ def check_columns(columns: Mapping[str, Sequence[Any]], rows: int, specs: Sequen
     """The spec features of ``columns`` (``rows`` values each) with invalid rows removed."""
     bad: set[int] = set()
     errors: list[str] = []
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray | Tally] = {}
+    counted: dict[str, list[Any]] = {}
     for spec in specs:
         col = columns.get(spec.name)
         if col is None:
             continue  # absent: the profile counts it as missing in every row
         col = col if isinstance(col, list) else list(col)
+        if spec.kind == "categorical":
+            t = _counted(col, spec.name)
+            if t is not None:
+                out[spec.name] = t
+                counted[spec.name] = col
+                continue
         out[spec.name] = (_numeric if spec.kind == "numeric" else _categorical)(col, spec.name, bad, errors)
     keep = None
     if bad:
         keep = np.ones(rows, dtype=bool)
         keep[sorted(bad)] = False
-        out = {name: arr[keep] for name, arr in out.items()}
+        for name, col in counted.items():  # counted before another column dropped rows: count again
+            arr = np.empty(len(col), dtype=object)
+            arr[:] = col
+            out[name] = arr
+        out = {name: arr[keep] for name, arr in out.items()}  # type: ignore[index]
     return Checked(out, rows - len(bad), len(bad), errors, keep)
 
 

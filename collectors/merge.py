@@ -270,12 +270,15 @@ class MergeStage:
                     self._processed[key] = offset
 
     def _store_partial(self, p: ClosedPartial) -> None:
-        outcome = self.store.add_partial(PartialIn(key=p.key, end_ms=p.end_ms, source_topic=p.source_topic,
-                                                   source_partition=p.source_partition, first_offset=p.first_offset,
-                                                   last_offset=p.last_offset, counts=p.counts, features=p.features,
-                                                   outputs=p.outputs, sample=p.sample))
+        stored = PartialIn(key=p.key, end_ms=p.end_ms, source_topic=p.source_topic,
+                           source_partition=p.source_partition, first_offset=p.first_offset,
+                           last_offset=p.last_offset, counts=p.counts, features=p.features,
+                           outputs=p.outputs, sample=p.sample)
+        outcome = self.store.add_partial(stored)
         self.counts[f"partials_{outcome.value}"] += 1
-        if outcome is PartialOutcome.DECIDED:
+        if outcome is PartialOutcome.ADDED:
+            self.decider.fold(stored)
+        elif outcome is PartialOutcome.DECIDED:
             # its window was decided without it: the records are counted as late there
             self.store.add_late_records(p.key, p.counts.records)
             log.warning("a partial of %s (partition %d, %d records) arrived after its window was decided",

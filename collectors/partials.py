@@ -36,7 +36,7 @@ from monitor.storage.rows import WindowCounts
 
 __all__ = ["ClosedPartial", "OpenPartial", "merge_samples", "record_hash", "sample_table"]
 
-_FLUSH_ROWS = 4096
+_FLUSH_ROWS = 16384  # rows gathered before one statistics update: bounds the pending rows of an open partial
 _MAX_ERRORS = 20
 
 

@@ -25,8 +25,11 @@ gone) is stored as failed with its error and skipped; a store that cannot be wri
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
+
+import orjson
 
 from collectors.baselines import BaselineCache
 from collectors.partials import merge_samples, sample_table
@@ -37,7 +40,7 @@ from monitor.keys import ALL_TRAFFIC, WindowKey
 from monitor.references import OTHER_SEGMENT, References
 from monitor.slots import PERIODS_MS, window_slot
 from monitor.stats import Profile
-from monitor.storage import DecisionTx, FindingIn, Store, WindowCounts, WindowDecision
+from monitor.storage import DecisionTx, FindingIn, PartialIn, Store, WindowCounts, WindowDecision
 from monitor.timeutil import format_instant
 
 __all__ = ["DecidedWindow", "WindowDecider", "Outcome", "HISTORY_WINDOWS"]
@@ -79,6 +82,24 @@ def _merge(blobs: Sequence[bytes]) -> Profile:
     return merged
 
 
+#: Windows whose partials this process keeps merged as they arrive (least recently added dropped first).
+RUNNING_WINDOWS = 64
+
+
+class _Running:
+    """What this process has merged so far of one window's stored partials: decoded once each as they
+    arrive, so deciding reads no profile from the store and decodes nothing. Used only when its
+    partials are exactly those stored (another process may have stored more): merging is exact in
+    any order and grouping, so the result is byte for byte the one read back from the store."""
+
+    __slots__ = ("ids", "features", "outputs", "sample")
+
+    def __init__(self, ident: tuple[str, int, int, int], features: Profile, outputs: Profile,
+                 sample: list[Any]) -> None:
+        self.ids = {ident}
+        self.features, self.outputs, self.sample = features, outputs, sample
+
+
 class WindowDecider:
     def __init__(self, *, store: Store, baselines: BaselineCache, config: MonitorConfig | Callable[[], MonitorConfig],
                  alerts: AlertsHook | None = None, tfdv_checks=None, sample_records: int = 20,
@@ -92,11 +113,38 @@ class WindowDecider:
         self.sample_records = sample_records
         self.sample_rows = sample_rows
         self._missing_slots: set[tuple[str, str, str]] = set()  # (model, version, kind) already logged
+        self._running: OrderedDict[WindowKey, _Running] = OrderedDict()
 
     @property
     def config(self) -> MonitorConfig:
         """The config in force (a :class:`collectors.live_config.LiveConfig` re-reads the API's changes)."""
         return self._pinned if self._pinned is not None else self._config()
+
+    def fold(self, p: PartialIn) -> None:
+        """Merge a partial the store has just accepted into its window's running merge (the merge stage
+        calls this for every partial it stores). A partial that cannot be decoded is left to
+        :meth:`decide`, which reads the window's partials back from the store and records the error."""
+        ident = (p.source_topic, p.source_partition, p.first_offset, p.last_offset)
+        running = self._running.get(p.key)
+        try:
+            features, outputs = Profile.from_bytes(p.features), Profile.from_bytes(p.outputs)
+            sample = orjson.loads(p.sample) if p.sample else []
+            if running is not None:
+                features, outputs = running.features.merge(features), running.outputs.merge(outputs)
+                sample = running.sample + sample
+        except (StatisticsError, SchemaError, orjson.JSONDecodeError):
+            self._running.pop(p.key, None)
+            return
+        sample.sort(key=lambda e: (e[0], e[1], e[2]))  # merge_samples' order: the same entries survive
+        del sample[self.sample_records:]
+        if running is None:
+            self._running[p.key] = running = _Running(ident, features, outputs, sample)
+        else:
+            running.ids.add(ident)
+            running.features, running.outputs, running.sample = features, outputs, sample
+            self._running.move_to_end(p.key)
+        while len(self._running) > RUNNING_WINDOWS:
+            self._running.popitem(last=False)
 
     def decide(self, key: WindowKey, *, extra_late: int = 0) -> Outcome:
         self._pinned = self._config()
@@ -104,9 +152,14 @@ class WindowDecider:
             return self._decide(key, extra_late)
         finally:
             self._pinned = None
+            self._running.pop(key, None)
 
     def _decide(self, key: WindowKey, extra_late: int) -> Outcome:
-        partials = self.store.partials_for(key)
+        running = self._running.get(key)
+        partials = self.store.partials_for(key, blobs=running is None)
+        if running is not None and running.ids != {p.identity for p in partials}:
+            running = None  # another process stored partials of it too: read them all back
+            partials = self.store.partials_for(key)
         if not partials:
             return Outcome(key, None, "already")
         counts = WindowCounts()
@@ -116,16 +169,19 @@ class WindowDecider:
                               counts.duplicate_records, counts.partials)
         end_ms = max(p.end_ms for p in partials)
         try:
-            features = _merge([p.features for p in partials])
-            outputs = _merge([p.outputs for p in partials])
+            if running is not None:
+                features, outputs, entries = running.features, running.outputs, running.sample
+            else:
+                features = _merge([p.features for p in partials])
+                outputs = _merge([p.outputs for p in partials])
+                entries = merge_samples([p.sample for p in partials], self.sample_records)
             findings = self._findings(key, end_ms, features, outputs)
         except (StatisticsError, SchemaError, BundleError) as exc:
             log.error("window %s %s %s could not be processed and is skipped: %s", key.model, key.model_version,
                       format_instant(key.start_ms), exc)
             window_id = self.store.record_failed_window(key, end_ms, counts, f"{type(exc).__name__}: {exc}")
             return Outcome(key, window_id, "failed" if window_id is not None else "already")
-        sample, sample_rows = sample_table(merge_samples([p.sample for p in partials], self.sample_records),
-                                           self.sample_rows)
+        sample, sample_rows = sample_table(entries, self.sample_rows)
         decision = WindowDecision(key=key, end_ms=end_ms, counts=counts, findings=findings,
                                   features=features.to_bytes(), outputs=outputs.to_bytes(), sample=sample,
                                   sample_rows=sample_rows)

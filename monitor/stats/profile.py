@@ -87,12 +87,13 @@ class Profile:
         """Fold in one batch given as columns of equal length (``rows`` grows by that length).
 
         A spec feature without a column counts as missing in every row; columns that are not
-        features are ignored. Raises :class:`SchemaError` naming the feature when a column has the
-        wrong length or type, before anything is changed.
+        features are ignored. A categorical column may also be given already counted, as a
+        :class:`~monitor.stats.categorical.Tally` of its values. Raises :class:`SchemaError` naming
+        the feature when a column has the wrong length or type, before anything is changed.
         """
         n = None
         for name, col in columns.items():
-            length = len(col)
+            length = col.count + col.missing if isinstance(col, Tally) else len(col)
             if n is None:
                 n = length
             elif length != n:
@@ -105,7 +106,11 @@ class Profile:
         for spec in self._specs:
             if spec.name in columns:
                 col = columns[spec.name]
-                if spec.kind == "numeric":
+                if isinstance(col, Tally):
+                    if spec.kind == "numeric":
+                        raise SchemaError("a numeric feature cannot be given as counted categories", feature=spec.name)
+                    prepared[spec.name] = col
+                elif spec.kind == "numeric":
                     prepared[spec.name] = to_float_array(col, feature=spec.name)
                 else:
                     prepared[spec.name] = tally(col, feature=spec.name)

@@ -26,12 +26,15 @@ def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
     if not rows:
         return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(list(rows))
+    stmt = insert(table)
     excluded = stmt.excluded
     kwargs: dict[str, Any] = {"index_elements": list(keys), "set_": {c: excluded[c] for c in update}}
     if where is not None:
         kwargs["where"] = where(table, excluded)
-    conn.execute(stmt.on_conflict_do_update(**kwargs) if update else stmt.on_conflict_do_nothing(index_elements=list(keys)))
+    # the rows as executemany parameters, not one VALUES clause: the statement is compiled once and
+    # cached (a 500-row VALUES clause was compiled anew for every window, about 100 ms each)
+    conn.execute(stmt.on_conflict_do_update(**kwargs) if update else stmt.on_conflict_do_nothing(index_elements=list(keys)),
+                 [dict(r) for r in rows])
 
 
 class StoreBase:

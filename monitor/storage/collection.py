@@ -86,16 +86,23 @@ class CollectionStore:
             ))
         return PartialOutcome.ADDED
 
-    def partials_for(self, key: WindowKey) -> list[PartialRow]:
+    def partials_for(self, key: WindowKey, *, blobs: bool = True) -> list[PartialRow]:
+        """The stored partials of a window; with ``blobs=False`` without their profiles and sample
+        (empty bytes): identities and counts only."""
         c = t.partials.c
+        columns = [c.source_topic, c.source_partition, c.first_offset, c.last_offset, c.end_ms, c.rows, c.records,
+                   c.invalid_instances, c.late_records, c.duplicate_records]
+        if blobs:
+            columns += [c.features, c.outputs, c.sample]
         with self.read() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(select(t.partials).where(_key_filter(t.partials, key))
+            rows = conn.execute(select(*columns).where(_key_filter(t.partials, key))
                                 .order_by(c.source_topic, c.source_partition, c.first_offset))
             return [PartialRow(key=key, end_ms=r.end_ms, source_partition=r.source_partition,
                                first_offset=r.first_offset, last_offset=r.last_offset,
                                counts=WindowCounts(r.rows, r.records, r.invalid_instances, r.late_records,
                                                    r.duplicate_records, 1),
-                               features=bytes(r.features), outputs=bytes(r.outputs), sample=bytes(r.sample))
+                               features=bytes(r.features) if blobs else b"", outputs=bytes(r.outputs) if blobs else b"",
+                               sample=bytes(r.sample) if blobs else b"", source_topic=r.source_topic)
                     for r in rows]
 
     def pending_windows(self, model: str | None = None) -> list[tuple[WindowKey, int]]:

@@ -214,6 +214,11 @@ class PartialRow:
     features: bytes
     outputs: bytes
     sample: bytes
+    source_topic: str = ""
+
+    @property
+    def identity(self) -> tuple[str, int, int, int]:
+        return (self.source_topic, self.source_partition, self.first_offset, self.last_offset)
 
 
 @dataclass(frozen=True, slots=True)

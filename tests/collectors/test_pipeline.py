@@ -269,3 +269,43 @@ def test_a_model_config_set_through_the_api_is_what_the_collector_decides_with(t
         findings = store.list_findings(limit=10_000)
     assert findings and not [f for f in findings if f.test == "ks"]
     assert {f.floor for f in findings if f.test == "mean_shift"} == {0.9}
+
+
+def test_the_running_merge_decides_exactly_what_the_stored_partials_give(trained_models_dir, frame, tmp_path):
+    """The merge stage folds each partial it stores into its window as it arrives; the decision must be
+    byte for byte the one made from the partials read back from the store, also when another process
+    stored some of them (the running merge is then not used)."""
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    config = parse_monitor_config({})
+    cache = BaselineCache(trained_models_dir)
+    timing = Timing(window_ms=7 * DAY, lateness_ms=0, max_jump_ms=70 * DAY, idle_ms=1000,
+                    min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
+    records = _records(frame, bundle.model_version, start=datetime(2012, 5, 3, tzinfo=timezone.utc), days=7,
+                       per_request=6)
+    partials = []
+    for part in range(7):  # seven source partitions share the window's records
+        proc = PartitionProcessor("skewwatch.predictions", part, timing, cache.resolve)
+        for i, r in enumerate(records[part::7]):
+            proc.add(encode_record(r), i, now_ms())
+        partials += [proc._publish(k).partial for k in sorted(proc._open)]
+    ins = [PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset, p.last_offset, p.counts,
+                     p.features, p.outputs, p.sample) for p in partials]
+
+    def decided(fold):  # fold: which partials this decider saw arrive
+        with Store(f"sqlite:///{tmp_path / f'{len(list(tmp_path.iterdir()))}.sqlite3'}") as store:
+            decider = WindowDecider(store=store, baselines=cache, config=config, sample_records=5)
+            for i, p in enumerate(ins):
+                store.add_partial(p)
+                if fold(i):
+                    decider.fold(p)
+            (key,) = {p.key for p in ins}
+            assert decider.decide(key).status == "decided"
+            (window,) = store.list_windows()
+            return (store.load_profiles(window.id), store.load_sample(window.id), window.rows, window.partials,
+                    sorted((f.mode, f.feature, f.test, f.verdict, f.q_value, f.effect)
+                           for f in store.list_findings(window_id=window.id)))
+
+    from_store = decided(lambda i: False)
+    assert from_store[2] == len(records) * 6 and from_store[3] == 7
+    assert decided(lambda i: True) == from_store  # every partial folded as it arrived
+    assert decided(lambda i: i % 2 == 0) == from_store  # some stored by another process: read back
