@@ -34,7 +34,7 @@ import orjson
 from collectors.baselines import BaselineCache
 from collectors.partials import merge_samples, sample_table
 from monitor.config import MonitorConfig
-from monitor.errors import BundleError, SchemaError, StatisticsError, StoreError
+from monitor.errors import BundleError, SchemaError, StaleDecisionError, StatisticsError, StoreError
 from monitor.evaluate import evaluate
 from monitor.keys import ALL_TRAFFIC, WindowKey
 from monitor.references import OTHER_SEGMENT, References
@@ -84,6 +84,7 @@ def _merge(blobs: Sequence[bytes]) -> Profile:
 
 #: Windows whose partials this process keeps merged as they arrive (least recently added dropped first).
 RUNNING_WINDOWS = 64
+_STALE_RETRIES = 5  # decisions refused because the window's partials changed meanwhile, before giving up
 
 
 class _Running:
@@ -149,6 +150,12 @@ class WindowDecider:
     def decide(self, key: WindowKey, *, extra_late: int = 0) -> Outcome:
         self._pinned = self._config()
         try:
+            for _ in range(_STALE_RETRIES):
+                try:
+                    return self._decide(key, extra_late)
+                except StaleDecisionError as exc:  # another merge stage stored a partial meanwhile
+                    log.info("deciding again: %s", exc)
+                    self._running.pop(key, None)
             return self._decide(key, extra_late)
         finally:
             self._pinned = None
@@ -179,12 +186,13 @@ class WindowDecider:
         except (StatisticsError, SchemaError, BundleError) as exc:
             log.error("window %s %s %s could not be processed and is skipped: %s", key.model, key.model_version,
                       format_instant(key.start_ms), exc)
-            window_id = self.store.record_failed_window(key, end_ms, counts, f"{type(exc).__name__}: {exc}")
+            window_id = self.store.record_failed_window(key, end_ms, counts, f"{type(exc).__name__}: {exc}",
+                                                        partials=frozenset(p.identity for p in partials))
             return Outcome(key, window_id, "failed" if window_id is not None else "already")
         sample, sample_rows = sample_table(entries, self.sample_rows)
         decision = WindowDecision(key=key, end_ms=end_ms, counts=counts, findings=findings,
                                   features=features.to_bytes(), outputs=outputs.to_bytes(), sample=sample,
-                                  sample_rows=sample_rows)
+                                  sample_rows=sample_rows, partials=frozenset(p.identity for p in partials))
         react = None
         if self.alerts is not None:
             react = self.alerts(DecidedWindow(key, end_ms, counts, features, outputs), findings)

@@ -22,6 +22,7 @@ HTTP bodies or log fields without parsing strings.
 from __future__ import annotations
 
 __all__ = [
+    "StaleDecisionError",
     "SkewwatchError",
     "ConfigError",
     "RecordError",
@@ -106,6 +107,11 @@ class StoreError(SkewwatchError):
 
     Not the caller's fault: the API answers 503 for it, collectors retry and count it.
     """
+
+
+class StaleDecisionError(SkewwatchError):
+    """A window's stored partials changed between reading them and saving its decision (another merge
+    stage stored one meanwhile): nothing was written; decide it again from what is stored now."""
 
 
 class NotFoundError(SkewwatchError):

@@ -84,6 +84,9 @@ class WindowDecision:
     outputs: bytes  # Profile.to_bytes() of the outputs
     sample: bytes | None = None  # JSON row sample for reports
     sample_rows: int = 0
+    #: identities (source topic, partition, first offset, last offset) of the partials decided from;
+    #: the save is refused (StaleDecisionError) if the stored ones differ by then
+    partials: frozenset[tuple[str, int, int, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

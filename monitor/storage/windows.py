@@ -16,6 +16,7 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.decide import Finding
+from monitor.errors import StaleDecisionError
 from monitor.keys import WindowKey
 from monitor.storage import tables as t
 from monitor.storage.base import upsert
@@ -81,6 +82,7 @@ class WindowsStore:
         with self.write("saving a decided window") as conn:  # type: ignore[attr-defined]
             if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
                 return None
+            _check_partials(conn, key, d.partials)
             now = self.now()  # type: ignore[attr-defined]
             window_id = self._insert_window(conn, key, d.end_ms, d.counts, status="decided", error=None, now=now,
                                             n_findings=len(d.findings),
@@ -105,11 +107,13 @@ class WindowsStore:
                 react(DecisionTx(conn=conn, window_id=window_id, now_ms=now))
         return window_id
 
-    def record_failed_window(self, key: WindowKey, end_ms: int, counts: WindowCounts, error: str) -> int | None:
+    def record_failed_window(self, key: WindowKey, end_ms: int, counts: WindowCounts, error: str, *,
+                             partials: frozenset[tuple[str, int, int, int]] | None = None) -> int | None:
         """Keep a window that could not be processed, with its error (it is skipped, not retried)."""
         with self.write("saving a failed window") as conn:  # type: ignore[attr-defined]
             if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
                 return None
+            _check_partials(conn, key, partials)
             window_id = self._insert_window(conn, key, end_ms, counts, status="failed", error=_clip(error),
                                             now=self.now(), n_findings=0, n_alerting=0)  # type: ignore[attr-defined]
             conn.execute(delete(t.partials).where(_key_filter(t.partials, key)))
@@ -281,3 +285,16 @@ class WindowsStore:
         with self.read() as conn:  # type: ignore[attr-defined]
             return {r.id: WindowCounts(r.rows, r.records, r.invalid_instances, r.late_records, r.duplicate_records,
                                        r.partials) for r in conn.execute(select(t.windows).where(c.id.in_(list(ids))))}
+
+
+def _check_partials(conn: Connection, key: WindowKey, used: frozenset[tuple[str, int, int, int]] | None) -> None:
+    """Inside the deciding write transaction (writers are serialised): the stored partials of ``key`` are
+    still those decided from, else :class:`StaleDecisionError` (rolled back; the partials stay)."""
+    if used is None:
+        return
+    c = t.partials.c
+    stored = {(r.source_topic, r.source_partition, r.first_offset, r.last_offset) for r in conn.execute(
+        select(c.source_topic, c.source_partition, c.first_offset, c.last_offset).where(_key_filter(t.partials, key)))}
+    if stored != used:
+        raise StaleDecisionError(f"window {key.model} {key.model_version} {key.segment!r} {key.start_ms}: "
+                                 f"{len(stored)} partials stored, {len(used)} decided from")

@@ -309,3 +309,44 @@ def test_the_running_merge_decides_exactly_what_the_stored_partials_give(trained
     assert from_store[2] == len(records) * 6 and from_store[3] == 7
     assert decided(lambda i: True) == from_store  # every partial folded as it arrived
     assert decided(lambda i: i % 2 == 0) == from_store  # some stored by another process: read back
+
+
+def test_a_partial_stored_while_the_window_is_decided_is_not_lost(trained_models_dir, frame, tmp_path):
+    """Another merge stage stores a window's last partial between this one reading the partials and
+    saving the decision: the save is refused inside its transaction and the window decided again with
+    every partial (it used to be decided without it, and its partial deleted with the others)."""
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    cache = BaselineCache(trained_models_dir)
+    timing = Timing(window_ms=7 * DAY, lateness_ms=0, max_jump_ms=70 * DAY, idle_ms=1000,
+                    min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
+    records = _records(frame, bundle.model_version, start=datetime(2012, 5, 3, tzinfo=timezone.utc), days=7,
+                       per_request=6)
+    ins = []
+    for part in range(3):
+        proc = PartitionProcessor("skewwatch.predictions", part, timing, cache.resolve)
+        for i, r in enumerate(records[part::3]):
+            proc.add(encode_record(r), i, now_ms())
+        ins += [PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset, p.last_offset,
+                          p.counts, p.features, p.outputs, p.sample)
+                for p in (proc._publish(k).partial for k in sorted(proc._open))]
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        decider = WindowDecider(store=store, baselines=cache, config=parse_monitor_config({}))
+        for p in ins[:2]:
+            store.add_partial(p)
+            decider.fold(p)
+        read = store.partials_for
+
+        def racing(key, **kw):  # the other merge stage stores the last partial right after this read
+            rows = read(key, **kw)
+            if not racing.done:
+                racing.done = True
+                store.add_partial(ins[2])
+            return rows
+
+        racing.done = False
+        store.partials_for = racing
+        assert decider.decide(ins[0].key).status == "decided"
+        assert racing.done
+        (window,) = store.list_windows()
+        assert window.partials == 3 and window.rows == len(records) * 6
+        assert read(ins[0].key) == []  # every partial consumed by the decision
