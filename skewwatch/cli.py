@@ -80,6 +80,7 @@ def _configure_logging(settings: Settings) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its type-hint notices at INFO are not for users
 
 
 def _stop_event() -> threading.Event:

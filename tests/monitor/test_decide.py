@@ -359,7 +359,7 @@ def test_families_keep_the_false_discovery_rate_over_all_of_them():
     runs with any false alert across all families stays near bh_level (every null is false, so
     FDR = FWER here); deciding each family alone at bh_level has about 12x as many."""
     rng = np.random.default_rng(7)
-    level, families, runs = 0.05, 12, 2000
+    level, families, runs = 0.05, 12, 1000
     pol = Policy(bh_level=level, large_sample=LargeSample(enabled=False))
     joint = alone = 0
     for _ in range(runs):
