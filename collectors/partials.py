@@ -34,7 +34,7 @@ from monitor.schema import FeatureSpec
 from monitor.stats import Profile
 from monitor.storage.rows import WindowCounts
 
-__all__ = ["ClosedPartial", "OpenPartial", "merge_samples", "record_hash", "sample_table"]
+__all__ = ["ClosedPartial", "OpenPartial", "best_samples", "merge_samples", "record_hash", "sample_table"]
 
 _FLUSH_ROWS = 16384  # rows gathered before one statistics update: bounds the pending rows of an open partial
 _MAX_ERRORS = 20
@@ -201,7 +201,12 @@ class _Neg:
 def merge_samples(samples: Sequence[bytes], limit: int) -> list[list[Any]]:
     """The ``limit`` entries with the smallest (priority, request id, part) over several partial samples:
     the same whatever the partials were (order-free)."""
-    entries = [e for raw in samples if raw for e in orjson.loads(raw)]
+    return best_samples([e for raw in samples if raw for e in orjson.loads(raw)], limit)
+
+
+def best_samples(entries: list[list[Any]], limit: int) -> list[list[Any]]:
+    """The ``limit`` entries with the smallest (priority, request id, part); the top of a union is the
+    top of the union of tops, so a running merge can keep only these."""
     entries.sort(key=lambda e: (e[0], e[1], e[2]))
     return entries[:limit]
 

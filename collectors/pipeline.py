@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import orjson
 
 from collectors.baselines import BaselineCache
-from collectors.partials import merge_samples, sample_table
+from collectors.partials import best_samples, merge_samples, sample_table
 from monitor.config import MonitorConfig
 from monitor.errors import BundleError, SchemaError, StaleDecisionError, StatisticsError, StoreError
 from monitor.evaluate import evaluate
@@ -136,8 +136,7 @@ class WindowDecider:
         except (StatisticsError, SchemaError, orjson.JSONDecodeError):
             self._running.pop(p.key, None)
             return
-        sample.sort(key=lambda e: (e[0], e[1], e[2]))  # merge_samples' order: the same entries survive
-        del sample[self.sample_records:]
+        sample = best_samples(sample, self.sample_records)
         if running is None:
             self._running[p.key] = running = _Running(ident, features, outputs, sample)
         else:

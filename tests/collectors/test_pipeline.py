@@ -271,25 +271,32 @@ def test_a_model_config_set_through_the_api_is_what_the_collector_decides_with(t
     assert {f.floor for f in findings if f.test == "mean_shift"} == {0.9}
 
 
-def test_the_running_merge_decides_exactly_what_the_stored_partials_give(trained_models_dir, frame, tmp_path):
-    """The merge stage folds each partial it stores into its window as it arrives; the decision must be
-    byte for byte the one made from the partials read back from the store, also when another process
-    stored some of them (the running merge is then not used)."""
-    bundle = resolve_bundle(trained_models_dir, "bikeshare")
-    config = parse_monitor_config({})
-    cache = BaselineCache(trained_models_dir)
+def _window_partials(models_dir, frame, partitions):
+    """One May 2012 week of bike rows spread over ``partitions`` source partitions: its records and the
+    partials those partitions close (as the merge stage receives them), and the baseline cache."""
+    bundle = resolve_bundle(models_dir, "bikeshare")
+    cache = BaselineCache(models_dir)
     timing = Timing(window_ms=7 * DAY, lateness_ms=0, max_jump_ms=70 * DAY, idle_ms=1000,
                     min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
     records = _records(frame, bundle.model_version, start=datetime(2012, 5, 3, tzinfo=timezone.utc), days=7,
                        per_request=6)
-    partials = []
-    for part in range(7):  # seven source partitions share the window's records
+    ins = []
+    for part in range(partitions):
         proc = PartitionProcessor("skewwatch.predictions", part, timing, cache.resolve)
-        for i, r in enumerate(records[part::7]):
+        for i, r in enumerate(records[part::partitions]):
             proc.add(encode_record(r), i, now_ms())
-        partials += [proc._publish(k).partial for k in sorted(proc._open)]
-    ins = [PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset, p.last_offset, p.counts,
-                     p.features, p.outputs, p.sample) for p in partials]
+        ins += [PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset, p.last_offset,
+                          p.counts, p.features, p.outputs, p.sample)
+                for p in (proc._publish(k).partial for k in sorted(proc._open))]
+    return records, ins, cache
+
+
+def test_the_running_merge_decides_exactly_what_the_stored_partials_give(trained_models_dir, frame, tmp_path):
+    """The merge stage folds each partial it stores into its window as it arrives; the decision must be
+    byte for byte the one made from the partials read back from the store, also when another process
+    stored some of them (the running merge is then not used)."""
+    config = parse_monitor_config({})
+    records, ins, cache = _window_partials(trained_models_dir, frame, 7)  # seven source partitions
 
     def decided(fold):  # fold: which partials this decider saw arrive
         with Store(f"sqlite:///{tmp_path / f'{len(list(tmp_path.iterdir()))}.sqlite3'}") as store:
@@ -315,20 +322,7 @@ def test_a_partial_stored_while_the_window_is_decided_is_not_lost(trained_models
     """Another merge stage stores a window's last partial between this one reading the partials and
     saving the decision: the save is refused inside its transaction and the window decided again with
     every partial (it used to be decided without it, and its partial deleted with the others)."""
-    bundle = resolve_bundle(trained_models_dir, "bikeshare")
-    cache = BaselineCache(trained_models_dir)
-    timing = Timing(window_ms=7 * DAY, lateness_ms=0, max_jump_ms=70 * DAY, idle_ms=1000,
-                    min_event_ms=DEFAULT_MIN_EVENT_MS, max_future_ms=300_000)
-    records = _records(frame, bundle.model_version, start=datetime(2012, 5, 3, tzinfo=timezone.utc), days=7,
-                       per_request=6)
-    ins = []
-    for part in range(3):
-        proc = PartitionProcessor("skewwatch.predictions", part, timing, cache.resolve)
-        for i, r in enumerate(records[part::3]):
-            proc.add(encode_record(r), i, now_ms())
-        ins += [PartialIn(p.key, p.end_ms, p.source_topic, p.source_partition, p.first_offset, p.last_offset,
-                          p.counts, p.features, p.outputs, p.sample)
-                for p in (proc._publish(k).partial for k in sorted(proc._open))]
+    records, ins, cache = _window_partials(trained_models_dir, frame, 3)
     with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
         decider = WindowDecider(store=store, baselines=cache, config=parse_monitor_config({}))
         for p in ins[:2]:
