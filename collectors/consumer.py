@@ -28,7 +28,8 @@ import time
 from collections import Counter
 from typing import Callable
 
-from collectors.kafka import Statistics, consumer_config, ensure_topics, producer_config, topic_partitions
+from collectors.kafka import (Statistics, consumer_config, ensure_topics, partials_partition, producer_config,
+                              topic_partitions)
 from collectors.messages import PartitionMessage, StreamMessage, encode_partial, encode_partition, encode_stream
 from collectors.partition import DeadLetter, PartitionProcessor, Publish, Resolved, Timing
 from monitor.errors import StoreError
@@ -229,8 +230,9 @@ class PartialStage:
         s = self.settings
         for e in events:
             if isinstance(e, Publish):
-                self._produce(s.partials_topic, encode_partial(e.partial), key=e.partial.key.model.encode(),
-                              on_delivery=self._delivery(p, e.token, "partial"))
+                model = e.partial.key.model
+                self._produce(s.partials_topic, encode_partial(e.partial), key=model.encode(),
+                              partition=partials_partition(model, self._partials_partitions), on_delivery=self._delivery(p, e.token, "partial"))
             elif isinstance(e, DeadLetter):
                 headers = [("skewwatch-reason", e.reason.value.encode()), ("skewwatch-source-topic", self.topic.encode()),
                            ("skewwatch-source-partition", str(p).encode()),
@@ -248,7 +250,8 @@ class PartialStage:
         for p, proc in self._owned():
             for model, closed, idle, open_windows, late in proc.stream_reports(everything=everything):
                 msg = StreamMessage(self.topic, p, model, closed, idle, open_windows, late, now)
-                self._produce(s.partials_topic, encode_stream(msg), key=model.encode())
+                self._produce(s.partials_topic, encode_stream(msg), key=model.encode(),
+                              partition=partials_partition(model, self._partials_partitions))
             health = self.stats.health(self.topic, p)
             position = max(proc.position if proc.position is not None else -1, health.position)
             raw = encode_partition(PartitionMessage(self.topic, p, health.caught_up, position, now))

@@ -13,12 +13,14 @@ import json
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.settings import Settings
 
-__all__ = ["PartitionHealth", "Statistics", "consumer_config", "producer_config", "ensure_topics", "topic_partitions"]
+__all__ = ["PartitionHealth", "Statistics", "consumer_config", "producer_config", "ensure_topics", "topic_partitions",
+           "partials_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +174,11 @@ def topic_partitions(client: Any, topic: str) -> int:
     if t is None or t.error is not None:
         return 0
     return len(t.partitions)
+
+
+def partials_partition(model: str, partitions: int) -> int:
+    """The partition of the partials topic that carries ``model``'s partials and stream reports: the
+    collectors produce to it explicitly and the merge stage decides only the models of the partitions
+    it is assigned, so one member of the merge group decides each model's windows (CRC-32 of the
+    name, the same choice as librdkafka's default partitioner for a keyed message)."""
+    return zlib.crc32(model.encode("utf-8", "surrogatepass")) % partitions

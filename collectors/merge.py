@@ -22,7 +22,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Callable
 
-from collectors.kafka import consumer_config, ensure_topics, topic_partitions
+from collectors.kafka import consumer_config, ensure_topics, partials_partition, topic_partitions
 from collectors.messages import PartitionMessage, StreamMessage, decode
 from collectors.partials import ClosedPartial
 from collectors.pipeline import WindowDecider
@@ -74,6 +74,9 @@ class MergeStage:
         self._waiting_logged = 0.0
         self.decided = 0
         self.failed = 0
+        # the partials partitions this member is assigned, and how many the topic has: it decides only
+        # the windows of models carried by its partitions (None: not in a group, decide every window)
+        self._owned: tuple[frozenset[int], int] | None = None
 
     # -- the poll thread -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -87,6 +90,8 @@ class MergeStage:
         consumer = Consumer(conf)
 
         def on_assign(c, partitions) -> None:  # noqa: ANN001
+            count = topic_partitions(c, s.partials_topic) or s.partials_topic_partitions
+            self._owned = (frozenset(tp.partition for tp in partitions if tp.topic == s.partials_topic), count)
             for tp in partitions:
                 if tp.topic == s.dead_letter_topic:
                     try:
@@ -98,7 +103,10 @@ class MergeStage:
             c.assign(partitions)
             log.info("merge stage assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
 
-        consumer.subscribe([s.partials_topic, s.dead_letter_topic], on_assign=on_assign)
+        def on_revoke(c, partitions) -> None:  # noqa: ANN001
+            self._owned = (frozenset(), 1)  # until the next assignment, decide nothing
+
+        consumer.subscribe([s.partials_topic, s.dead_letter_topic], on_assign=on_assign, on_revoke=on_revoke)
         worker = threading.Thread(target=self._work, args=(stop,), name="skewwatch-merge", daemon=True)
         worker.start()
         from confluent_kafka.admin import AdminClient
@@ -315,10 +323,13 @@ class MergeStage:
         now = self._wall()
         blocked: set[tuple[str, str, str]] = set()
         waiting: dict[str, str] = {}
+        owned = self._owned
         for key, end_ms in self.store.pending_windows():
             series = (key.model, key.model_version, key.segment)
             if series in blocked:
                 continue
+            if owned is not None and partials_partition(key.model, owned[1]) not in owned[0]:
+                continue  # another member of the merge group decides this model
             ask = dict(partitions=self._input_partitions, partition_states=self._partitions_state,
                        streams=self._streams, high_watermarks=self._high_watermarks, now_ms=now, fresh_ms=self.fresh_ms)
             why = waiting_for(key.model, key.start_ms, end_ms, claims=False, **ask)

@@ -84,6 +84,10 @@ def _merge(blobs: Sequence[bytes]) -> Profile:
 
 #: Windows whose partials this process keeps merged as they arrive (least recently added dropped first).
 RUNNING_WINDOWS = 64
+#: Decided windows whose findings this process keeps for the persistence and trend history (by id: a
+#: decided window's findings never change; least recently used dropped first): 32 series of
+#: HISTORY_WINDOWS, about 50 KB a window of 150 findings.
+HISTORY_CACHE_WINDOWS = 1024
 _STALE_RETRIES = 5  # decisions refused because the window's partials changed meanwhile, before giving up
 
 
@@ -115,6 +119,8 @@ class WindowDecider:
         self.sample_rows = sample_rows
         self._missing_slots: set[tuple[str, str, str]] = set()  # (model, version, kind) already logged
         self._running: OrderedDict[WindowKey, _Running] = OrderedDict()
+        self._history: OrderedDict[int, dict[tuple[str, str], list[Any]]] = OrderedDict()  # window id -> findings
+        self._history_ids: list[int] | None = None  # the earlier windows of the window being decided
 
     @property
     def config(self) -> MonitorConfig:
@@ -158,9 +164,11 @@ class WindowDecider:
             return self._decide(key, extra_late)
         finally:
             self._pinned = None
+            self._history_ids = None
             self._running.pop(key, None)
 
     def _decide(self, key: WindowKey, extra_late: int) -> Outcome:
+        self._history_ids = None
         running = self._running.get(key)
         partials = self.store.partials_for(key, blobs=running is None)
         if running is not None and running.ids != {p.identity for p in partials}:
@@ -285,13 +293,29 @@ class WindowDecider:
         for family, reference, current in (("features", ref_features, features), ("output", ref_outputs, outputs)):
             if current.rows == 0 or reference.rows == 0:
                 continue
-            past = self.store.recent_findings(key, mode=mode, family=family, windows=HISTORY_WINDOWS) if history else ()
+            past = self._past(key, mode, family) if history else ()
             segments = self.config.segments_for(key.model)
             report = evaluate(reference=reference, current=current, model=key.model, config=self.config, mode=mode,
                               history=past, families=segments.families if segments is not None else 1)
             raw = {(f.feature, f.test): f.verdict for f in report.decided}
             found.extend(FindingIn(f, family, ref_id, raw.get((f.feature, f.test), f.verdict)) for f in report.findings)
         return found
+
+    def _past(self, key: WindowKey, mode: str, family: str) -> list[list[Any]]:
+        """What ``store.recent_findings`` answers, with the earlier windows' findings read from the store
+        once per window: which windows they are is asked anew for every decision (another process may
+        have decided one, retention may have removed one), their findings only for a window not seen yet."""
+        if self._history_ids is None:
+            ids = self.store.recent_window_ids(key, HISTORY_WINDOWS)
+            missing = [i for i in ids if i not in self._history]
+            if missing:
+                self._history.update(self.store.findings_by_window(missing))
+            for i in ids:
+                self._history.move_to_end(i)
+            while len(self._history) > HISTORY_CACHE_WINDOWS:
+                self._history.popitem(last=False)
+            self._history_ids = ids
+        return [self._history[i].get((mode, family), []) for i in self._history_ids]
 
     def _median(self, key: WindowKey, k: int, features: Profile, outputs: Profile) -> list[FindingIn]:
         """Against each of the last ``k`` decided windows; per test the comparison of median effect stands

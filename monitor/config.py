@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from monitor.alerting_config import AlertingConfig
 from monitor.references import References, Segments
@@ -130,6 +130,12 @@ class MonitorConfig(_Strict):
     calibration: Calibration = Field(default_factory=Calibration)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)  # routes, receivers, timers: monitor.alerting_config
     references: References = Field(default_factory=References)  # every model's, unless it sets its own
+    _policies: dict[tuple[str, str], Policy] = PrivateAttr(default_factory=dict)  # policy_for's answers
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "MonitorConfig":
+        copy = super().model_copy(update=update, deep=deep)
+        copy._policies = {}  # a copy may differ: it resolves its policies itself
+        return copy
 
     def with_models(self, documents: Mapping[str, Any]) -> "MonitorConfig":
         """This config with each named model's section replaced by a stored one (a model's config set
@@ -162,7 +168,16 @@ class MonitorConfig(_Strict):
         return model_cfg.segments if model_cfg is not None else None
 
     def policy_for(self, model: str, feature: str) -> Policy:
-        """The :class:`~monitor.decide.Policy` of ``feature`` of ``model`` (feature > model > defaults)."""
+        """The :class:`~monitor.decide.Policy` of ``feature`` of ``model`` (feature > model > defaults);
+        resolved once per config (it is frozen), as every window asks again."""
+        found = self._policies.get((model, feature))
+        if found is None:
+            if len(self._policies) >= 4096:  # names from API queries too: bounded
+                self._policies.clear()
+            found = self._policies[(model, feature)] = self._resolve_policy(model, feature)
+        return found
+
+    def _resolve_policy(self, model: str, feature: str) -> Policy:
         layers: list[Overrides] = [self.defaults]
         model_cfg = self.models.get(model)
         if model_cfg is not None:

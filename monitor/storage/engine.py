@@ -57,6 +57,10 @@ def make_engine(url: str, *, busy_timeout_s: float = 10.0) -> Engine:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Some builds (Python's own among them) default to secure_delete=ON: every freed page is
+            # zeroed and written, so deleting a decided window's partials (100 profiles) wrote about
+            # 800 KB to the WAL, 6 ms of each decision. FAST zeroes only what is written anyway.
+            cur.execute("PRAGMA secure_delete=FAST")
             cur.execute(f"PRAGMA busy_timeout={busy_ms:d}")
             cur.close()
 

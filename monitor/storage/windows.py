@@ -9,10 +9,11 @@ window store it once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Boolean, Float, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.decide import Finding
@@ -65,6 +66,31 @@ def _finding_row(r: Any) -> FindingRow:
         floor=json_float(r.floor), significant=bool(r.significant), verdict=r.verdict, raw_verdict=r.raw_verdict,
         alerting=bool(r.alerting), message=r.message, min_samples=r.min_samples,
     )
+
+
+def _positional(table: Any, row_type: type, fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A row converter by position (five times faster than by attribute, which dominated a page of 500
+    findings), used only while the table's columns are the row type's fields in the same order."""
+    columns = [c.name for c in table.c]
+    if columns != [f.name for f in fields(row_type)]:
+        return fallback
+    floats = [i for i, c in enumerate(table.c) if isinstance(c.type, Float)]
+    bools = [i for i, c in enumerate(table.c) if isinstance(c.type, Boolean)]
+
+    def convert(r: Any) -> Any:
+        values = list(r)
+        for i in floats:
+            v = values[i]
+            values[i] = None if v is None or v != v or v in (_INF, -_INF) else float(v)
+        for i in bools:
+            values[i] = bool(values[i])
+        return row_type(*values)
+
+    return convert
+
+
+_INF = float("inf")
+_finding_fast = _positional(t.findings, FindingRow, _finding_row)
 
 
 def _float(value: float | None) -> float | None:
@@ -230,6 +256,13 @@ class WindowsStore:
         """The findings of the last ``windows`` decided windows before ``key`` (same model version and
         segment), in one mode and family, oldest window first, with their verdicts before the
         persistence rule: the history persistence and trends read."""
+        ids = self.recent_window_ids(key, windows)
+        found = self.findings_by_window(ids)
+        return [found[i].get((mode, family), []) for i in ids]
+
+    def recent_window_ids(self, key: WindowKey, windows: int) -> list[int]:
+        """The ids of the last ``windows`` decided windows before ``key`` (same model version and
+        segment), oldest first."""
         if windows <= 0:
             return []
         w = t.windows.c
@@ -238,15 +271,30 @@ class WindowsStore:
                 select(w.id).where(w.model == key.model, w.model_version == key.model_version,
                                    w.segment == key.segment, w.start_ms < key.start_ms, w.status == "decided")
                 .order_by(w.start_ms.desc()).limit(windows))]
-            if not ids:
-                return []
-            c = t.findings.c
-            rows = conn.execute(select(t.findings).where(c.window_id.in_(ids), c.mode == mode, c.family == family)
-                                .order_by(c.start_ms, c.id))
-            grouped: dict[int, list[Finding]] = {i: [] for i in reversed(ids)}
-            for r in rows:
-                grouped[r.window_id].append(_finding_row(r).to_finding(raw=True))
-        return [grouped[i] for i in reversed(ids)]
+        ids.reverse()
+        return ids
+
+    def findings_by_window(self, ids: Sequence[int]) -> dict[int, dict[tuple[str, str], list[Finding]]]:
+        """Per window id, its findings by (mode, family) in the order they were stored, with their
+        verdicts before the persistence rule. A decided window's findings never change, so a reader
+        may keep them by id."""
+        out: dict[int, dict[tuple[str, str], list[Finding]]] = {i: {} for i in ids}
+        if not ids:
+            return out
+        c = t.findings.c
+        nan = math.nan
+        query = select(c.window_id, c.mode, c.family, c.model, c.feature, c.test, c.statistic, c.p_value, c.q_value,
+                       c.effect, c.floor, c.significant, c.raw_verdict, c.message, c.min_samples)
+        with self.read() as conn:  # type: ignore[attr-defined]
+            # by position, the same values FindingRow.to_finding(raw=True) gives (five times faster)
+            for (wid, mode, family, model, feature, test, statistic, p, q, effect, floor, significant, verdict,
+                 message, min_samples) in conn.execute(query.where(c.window_id.in_(list(ids))).order_by(c.window_id, c.id)):
+                statistic, effect, floor = json_float(statistic), json_float(effect), json_float(floor)
+                out[wid].setdefault((mode, family), []).append(Finding(
+                    model, feature, test, mode, nan if statistic is None else statistic, json_float(p), json_float(q),
+                    nan if effect is None else effect, nan if floor is None else floor, bool(significant), verdict,
+                    message, min_samples if verdict == "insufficient_data" else None))
+        return out
 
     def latest_scores(self, *, model: str | None = None) -> list[ScoreRow]:
         c = t.latest_scores.c

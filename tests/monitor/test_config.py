@@ -201,3 +201,13 @@ def test_with_models_checks_levels_together() -> None:
     with pytest.raises(ConfigError) as err:
         base.with_models({"bikeshare": {"floors": {"ks": "high"}}})
     assert err.value.field.startswith("models.bikeshare.floors")
+
+
+def test_policies_are_resolved_once_per_config_and_a_changed_copy_resolves_its_own() -> None:
+    base = parse_monitor_config({"models": {"bikeshare": {"floors": {"ks": 0.2}}}})
+    first = base.policy_for("bikeshare", "temp")
+    assert base.policy_for("bikeshare", "temp") is first  # cached
+    changed = base.with_models({"bikeshare": {"floors": {"ks": 0.4}}})
+    assert changed.policy_for("bikeshare", "temp").floors["ks"] == 0.4
+    assert base.policy_for("bikeshare", "temp").floors["ks"] == 0.2
+    assert base.model_copy(update={"models": {}}).policy_for("bikeshare", "temp").floors["ks"] != 0.2

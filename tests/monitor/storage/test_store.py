@@ -102,6 +102,27 @@ def test_history_for_persistence_is_oldest_first_and_per_mode(store):
     assert store.previous_window(_key(0)) is None
 
 
+def test_findings_by_window_reads_back_what_the_finding_rows_hold(store):
+    import math
+    from dataclasses import replace
+
+    odd = [replace(_finding(feature="a", verdict="warning"), statistic=math.inf, p_value=math.nan, q_value=None,
+                   effect=math.nan, floor=-math.inf),
+           Finding(model="bikeshare", feature="b", test="psi", mode="skew", statistic=math.nan, p_value=None,
+                   q_value=None, effect=math.nan, floor=0.1, significant=False, verdict="insufficient_data",
+                   message="few", min_samples=30),
+           _finding(feature="c", mode="drift"), _finding(feature="d", message="x" * 5000)]
+    ids = [store.decide_window(_decision(i, findings=odd)) for i in range(2)]
+    expected = {}
+    for row in store.list_findings(limit=100, newest_first=False):
+        expected.setdefault(row.window_id, {}).setdefault((row.mode, row.family), []).append(row.to_finding(raw=True))
+    found = store.findings_by_window(ids + [10_000])
+    assert found[10_000] == {}
+    for i in ids:  # NaN never equals itself: compare the reprs
+        assert repr(found[i]) == repr(expected[i])
+    assert store.findings_by_window([]) == {}
+
+
 def test_messages_are_bounded(store):
     wid = store.decide_window(_decision(0, findings=[_finding(message="x" * 5_000_000)]))
     (row,) = store.list_findings(window_id=wid)
