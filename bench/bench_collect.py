@@ -171,8 +171,12 @@ def rss_kb(pid: int) -> int:
 def run_collectors(bootstrap: str, models_dir: Path, windows: int, processes: int, *, watch_rss: bool = False,
                    timeout: float = 900) -> dict:
     state = Path(tempfile.mkdtemp(prefix="bench-collect-"))
+    run = time.time_ns()
+    # every run its own group and its own partials and dead-letter topics: a new merge group reads its
+    # topic from the start, and another run's partials (same identities) would decide its windows early
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SKEWWATCH_MODELS_DIR": str(models_dir),
-           "SKEWWATCH_STATE_DIR": str(state / "state"), "SKEWWATCH_CONSUMER_GROUP": f"bench-{time.time_ns()}",
+           "SKEWWATCH_STATE_DIR": str(state / "state"), "SKEWWATCH_CONSUMER_GROUP": f"bench-{run}",
+           "SKEWWATCH_PARTIALS_TOPIC": f"bench.partials.{run}", "SKEWWATCH_DEAD_LETTER_TOPIC": f"bench.dead-letters.{run}",
            "SKEWWATCH_WINDOW_SECONDS": str(WINDOW_S), "SKEWWATCH_ALLOWED_LATENESS_SECONDS": "0",
            "SKEWWATCH_IDLE_CLOSE_SECONDS": "30", "SKEWWATCH_MAX_POLL_INTERVAL_MS": "3000",
            "SKEWWATCH_LOG_LEVEL": "INFO", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -49,6 +49,7 @@ from monitor.schema import FeatureSpec  # noqa: E402
 from monitor.stats import Profile  # noqa: E402
 from monitor.timeutil import format_instant  # noqa: E402
 from monitor.storage import DeadLetterExample, FindingIn, Store, WindowCounts, WindowDecision  # noqa: E402
+from monitor.storage.windows import FINDING_COLUMNS  # noqa: E402
 
 MODEL, VERSION = "bench", "20260101T000000Z"
 STEP_MS = 300_000
@@ -132,8 +133,8 @@ def build(path: Path, n: int, rng: np.random.Generator) -> None:
         for mode, family, f in found:
             fid += 1
             # the store's own mapping of a finding to its row, so the benchmark follows the schema
-            row = Store._finding_values(wid, key, start + STEP_MS, FindingIn(
-                f, family=family, reference_window_id=wid - 1 if mode == "drift" and wid > 1 else None))
+            row = dict(zip(FINDING_COLUMNS, Store._finding_values(wid, key, start + STEP_MS, FindingIn(
+                f, family=family, reference_window_id=wid - 1 if mode == "drift" and wid > 1 else None))))
             row["effect"] = row["effect"] * (1 + jitter.uniform(-0.1, 0.1)) if row["effect"] is not None else None
             if not columns:
                 columns.extend(["id", *row])

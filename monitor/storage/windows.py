@@ -20,13 +20,18 @@ from monitor.decide import Finding
 from monitor.errors import StaleDecisionError
 from monitor.keys import WindowKey
 from monitor.storage import tables as t
-from monitor.storage.base import upsert
+from monitor.storage.base import insert_rows
 from monitor.storage.rows import FindingRow, ScoreRow, WindowCounts, WindowDecision, WindowRow, json_float
 
 __all__ = ["WindowsStore", "DecisionTx", "MAX_MESSAGE"]
 
 #: Longest finding message kept (a category value of megabytes must not be stored twice).
 MAX_MESSAGE = 2000
+FINDING_COLUMNS = ("window_id", "model", "model_version", "segment", "start_ms", "end_ms", "mode",
+                    "reference_window_id", "family", "feature", "test", "statistic", "p_value", "q_value", "effect",
+                    "floor", "significant", "verdict", "raw_verdict", "alerting", "message", "min_samples")
+_SCORE_COLUMNS = ("model", "model_version", "segment", "mode", "family", "feature", "test", "window_id", "end_ms",
+                  "statistic", "q_value", "effect", "floor", "verdict", "alerting")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +120,12 @@ class WindowsStore:
                                             n_alerting=sum(1 for f in d.findings if f.finding.alerting))
             if d.findings:
                 rows = [self._finding_values(window_id, key, d.end_ms, f) for f in d.findings]
-                conn.execute(insert(t.findings), rows)
-                upsert(conn, t.latest_scores, [
-                    {"model": key.model, "model_version": key.model_version, "segment": key.segment,
-                     "mode": r["mode"], "family": r["family"], "feature": r["feature"], "test": r["test"],
-                     "window_id": window_id, "end_ms": d.end_ms, "statistic": r["statistic"],
-                     "q_value": r["q_value"], "effect": r["effect"], "floor": r["floor"], "verdict": r["verdict"],
-                     "alerting": r["alerting"]} for r in rows
-                ], keys=("model", "model_version", "segment", "mode", "family", "feature", "test"),
-                    update=("window_id", "end_ms", "statistic", "q_value", "effect", "floor", "verdict", "alerting"),
-                    where=lambda table, excluded: excluded.end_ms >= table.c.end_ms)
+                insert_rows(conn, t.findings, FINDING_COLUMNS, rows)
+                head = (key.model, key.model_version, key.segment)
+                insert_rows(conn, t.latest_scores, _SCORE_COLUMNS, [
+                    (*head, r[6], r[8], r[9], r[10], window_id, d.end_ms, r[11], r[13], r[14], r[15], r[17], r[19])
+                    for r in rows
+                ], conflict=_SCORE_COLUMNS[:7], update=_SCORE_COLUMNS[7:], newer="end_ms")
             conn.execute(insert(t.window_profiles).values(window_id=window_id, features=d.features, outputs=d.outputs))
             if d.sample is not None:
                 conn.execute(insert(t.window_samples).values(window_id=window_id, rows=d.sample_rows, sample=d.sample))
@@ -166,19 +167,16 @@ class WindowsStore:
         ).scalar_one())
 
     @staticmethod
-    def _finding_values(window_id: int, key: WindowKey, end_ms: int, f: Any) -> dict[str, Any]:
+    def _finding_values(window_id: int, key: WindowKey, end_ms: int, f: Any) -> tuple:
+        """One findings row, in :data:`FINDING_COLUMNS` order."""
         finding: Finding = f.finding
-        return {
-            "window_id": window_id, "model": key.model, "model_version": key.model_version, "segment": key.segment,
-            "start_ms": key.start_ms, "end_ms": end_ms, "mode": finding.mode,
-            "reference_window_id": f.reference_window_id, "family": f.family, "feature": finding.feature,
-            "test": finding.test, "statistic": json_float(finding.statistic), "p_value": _float(finding.p_value),
-            "q_value": _float(finding.q_value), "effect": json_float(finding.effect),
-            "floor": json_float(finding.floor), "significant": bool(finding.significant),
-            "verdict": finding.verdict, "raw_verdict": f.raw_verdict or finding.verdict,
-            "alerting": bool(finding.alerting), "message": _clip(finding.message),
-            "min_samples": getattr(finding, "min_samples", None),
-        }
+        return (
+            window_id, key.model, key.model_version, key.segment, key.start_ms, end_ms, finding.mode,
+            f.reference_window_id, f.family, finding.feature, finding.test, json_float(finding.statistic),
+            _float(finding.p_value), _float(finding.q_value), json_float(finding.effect), json_float(finding.floor),
+            bool(finding.significant), finding.verdict, f.raw_verdict or finding.verdict, bool(finding.alerting),
+            _clip(finding.message), getattr(finding, "min_samples", None),
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
