@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from collectors.columns import check_columns, clip_category, output_arrays
+from collectors.columns import MAX_CATEGORY_CHARS, check_columns, clip_category, output_arrays
 from monitor.keys import WindowKey
 from monitor.record import LoggedRecord
 from monitor.schema import FeatureSpec
@@ -46,7 +46,17 @@ def record_hash(request_id: str, part: int) -> int:
 
 
 def _clip_values(values: Sequence[Any]) -> list[Any]:
+    """The values with long strings clipped: checked in C when no string is long (every sampled value
+    passes through here; a function call per value was a tenth of the partial stage)."""
+    types = set(map(type, values))
+    if str not in types:
+        return list(values)
+    if types <= _STR_OR_NONE and max(map(len, filter(None, values)), default=0) <= MAX_CATEGORY_CHARS:
+        return list(values)
     return [clip_category(v) if type(v) is str else v for v in values]
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True, slots=True)

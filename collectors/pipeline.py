@@ -88,6 +88,10 @@ RUNNING_WINDOWS = 64
 #: decided window's findings never change; least recently used dropped first): 32 series of
 #: HISTORY_WINDOWS, about 50 KB a window of 150 findings.
 HISTORY_CACHE_WINDOWS = 1024
+#: Decided windows whose profiles this process keeps decoded (the drift reference is the window it
+#: has just decided; the median reference reads the last k): equal to what the store holds
+#: (``from_bytes(to_bytes(p)) == p``), and used only while the store still has them.
+PROFILE_CACHE_WINDOWS = 32
 _STALE_RETRIES = 5  # decisions refused because the window's partials changed meanwhile, before giving up
 
 
@@ -121,6 +125,7 @@ class WindowDecider:
         self._running: OrderedDict[WindowKey, _Running] = OrderedDict()
         self._history: OrderedDict[int, dict[tuple[str, str], list[Any]]] = OrderedDict()  # window id -> findings
         self._history_ids: list[int] | None = None  # the earlier windows of the window being decided
+        self._decoded: OrderedDict[int, tuple[Profile, Profile]] = OrderedDict()  # window id -> profiles
 
     @property
     def config(self) -> MonitorConfig:
@@ -204,6 +209,8 @@ class WindowDecider:
         if self.alerts is not None:
             react = self.alerts(DecidedWindow(key, end_ms, counts, features, outputs), findings)
         window_id = self.store.decide_window(decision, react=react)
+        if window_id is not None:
+            self._keep_profiles(window_id, (features, outputs))  # the next window's drift reference
         alerting = sum(1 for f in findings if f.finding.alerting)
         log.info("window %s %s %s rows=%d partials=%d alerting=%s", key.model, key.model_version,
                  format_instant(key.start_ms), counts.rows, counts.partials,
@@ -211,8 +218,25 @@ class WindowDecider:
         return Outcome(key, window_id, "decided" if window_id is not None else "already", len(findings), alerting)
 
     def _profiles(self, window_id: int) -> tuple[Profile, Profile] | None:
+        found = self._decoded.get(window_id)
+        if found is not None:
+            if self.store.has_profiles(window_id):
+                self._decoded.move_to_end(window_id)
+                return found
+            del self._decoded[window_id]
+            return None
         blobs = self.store.load_profiles(window_id)
-        return None if blobs is None else (Profile.from_bytes(blobs[0]), Profile.from_bytes(blobs[1]))
+        if blobs is None:
+            return None
+        found = (Profile.from_bytes(blobs[0]), Profile.from_bytes(blobs[1]))
+        self._keep_profiles(window_id, found)
+        return found
+
+    def _keep_profiles(self, window_id: int, profiles: tuple[Profile, Profile]) -> None:
+        self._decoded[window_id] = profiles
+        self._decoded.move_to_end(window_id)
+        while len(self._decoded) > PROFILE_CACHE_WINDOWS:
+            self._decoded.popitem(last=False)
 
     def _stored(self, key: WindowKey) -> tuple[Profile, Profile, int] | None:
         """A decided window's profiles and id, if it is stored (and kept its profiles)."""

@@ -509,11 +509,16 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
     Pure: the caller passes the history.
     """
     resolve = _resolver(policy)
+    wanted = {_key(f) for f in findings if f.mode in FIXED_REFERENCE_MODES and TestName(f.test) in TREND_OF}
+    if not wanted:
+        return ()  # drift mode, or no test with a trend: the history is not read
     past: dict[tuple[str, str, str, str], list[float]] = {}
     for window in history:
         for g in window:
             if g.verdict != "insufficient_data":
-                past.setdefault(_key(g), []).append(g.effect)
+                k = _key(g)
+                if k in wanted:
+                    past.setdefault(k, []).append(g.effect)
     candidates: list[tuple[Finding, TestResult, Policy]] = []
     for f in findings:
         base = TestName(f.test)

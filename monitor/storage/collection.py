@@ -97,12 +97,16 @@ class CollectionStore:
         with self.read() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(select(*columns).where(_key_filter(t.partials, key))
                                 .order_by(c.source_topic, c.source_partition, c.first_offset))
+            if not blobs:  # by position: a decision reads 100 of these
+                return [PartialRow(key, end_ms, partition, first, last, WindowCounts(n, records, invalid, late, dups, 1),
+                                   b"", b"", b"", topic)
+                        for topic, partition, first, last, end_ms, n, records, invalid, late, dups in rows]
             return [PartialRow(key=key, end_ms=r.end_ms, source_partition=r.source_partition,
                                first_offset=r.first_offset, last_offset=r.last_offset,
                                counts=WindowCounts(r.rows, r.records, r.invalid_instances, r.late_records,
                                                    r.duplicate_records, 1),
-                               features=bytes(r.features) if blobs else b"", outputs=bytes(r.outputs) if blobs else b"",
-                               sample=bytes(r.sample) if blobs else b"", source_topic=r.source_topic)
+                               features=bytes(r.features), outputs=bytes(r.outputs), sample=bytes(r.sample),
+                               source_topic=r.source_topic)
                     for r in rows]
 
     def pending_windows(self, model: str | None = None) -> list[tuple[WindowKey, int]]:

@@ -313,6 +313,12 @@ class WindowsStore:
             r = conn.execute(select(c.features, c.outputs).where(c.window_id == window_id)).first()
         return None if r is None else (bytes(r.features), bytes(r.outputs))
 
+    def has_profiles(self, window_id: int) -> bool:
+        """Whether a decided window still has its profiles (retention may have removed them)."""
+        c = t.window_profiles.c
+        with self.read() as conn:  # type: ignore[attr-defined]
+            return conn.execute(select(c.window_id).where(c.window_id == window_id)).first() is not None
+
     def load_sample(self, window_id: int) -> bytes | None:
         c = t.window_samples.c
         with self.read() as conn:  # type: ignore[attr-defined]
