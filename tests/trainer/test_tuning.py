@@ -111,9 +111,9 @@ def test_max_tokens_keeps_the_most_frequent_values(split) -> None:
 @pytest.mark.slow
 def test_search_is_seeded_and_scores_on_validation(split) -> None:
     base = HParams(epochs=EPOCHS)
-    first = tune(split, base=base, space=SMALL, trials=3, seed=7, include_base=False)
-    again = tune(split, base=base, space=SMALL, trials=3, seed=7, include_base=False)
-    assert [t.number for t in first.trials] == [0, 1, 2] and all(t.state == "COMPLETE" for t in first.trials)
+    first = tune(split, base=base, space=SMALL, trials=2, seed=7, include_base=False)
+    again = tune(split, base=base, space=SMALL, trials=2, seed=7, include_base=False)
+    assert [t.number for t in first.trials] == [0, 1] and all(t.state == "COMPLETE" for t in first.trials)
     assert [t.params for t in again.trials] == [t.params for t in first.trials]
     np.testing.assert_allclose([t.value for t in again.trials], [t.value for t in first.trials], rtol=1e-5)
     best = min(first.trials, key=lambda t: t.value)
@@ -122,7 +122,7 @@ def test_search_is_seeded_and_scores_on_validation(split) -> None:
     for t in first.trials:
         assert t.value == t.validation["rmse"] and t.validation["rows"] == len(split.validation)
         assert SMALL.suggest(optuna.trial.FixedTrial(dict(t.params)), base) == HParams.from_dict(t.hparams)
-    assert len({json.dumps(t.params, sort_keys=True) for t in first.trials}) == 3
+    assert len({json.dumps(t.params, sort_keys=True) for t in first.trials}) == 2
 
     # a time budget stops after the trial that crosses it; another seed draws another first configuration
     timed = tune(split, base=base, space=SMALL, timeout=1e-3, seed=8, include_base=False)
@@ -130,8 +130,8 @@ def test_search_is_seeded_and_scores_on_validation(split) -> None:
     assert timed.trials[0].params != first.trials[0].params
 
     meta = json.loads(json.dumps(first.to_metadata()))
-    assert meta["best_params"] == best.params and len(meta["trials"]) == 3 and meta["seed"] == 7
-    assert meta["objective"] == "validation_rmse" and meta["completed_trials"] == 3
+    assert meta["best_params"] == best.params and len(meta["trials"]) == 2 and meta["seed"] == 7
+    assert meta["objective"] == "validation_rmse" and meta["completed_trials"] == 2
 
 
 @pytest.mark.slow
