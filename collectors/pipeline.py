@@ -40,7 +40,7 @@ from monitor.keys import ALL_TRAFFIC, WindowKey
 from monitor.references import OTHER_SEGMENT, References
 from monitor.slots import PERIODS_MS, window_slot
 from monitor.stats import Profile
-from monitor.storage import DecisionTx, FindingIn, PartialIn, Store, WindowCounts, WindowDecision
+from monitor.storage import DecisionTx, FindingIn, PartialIn, Store, WindowCounts, WindowDecision, WindowRow
 from monitor.timeutil import format_instant
 
 __all__ = ["DecidedWindow", "WindowDecider", "Outcome", "HISTORY_WINDOWS"]
@@ -123,9 +123,10 @@ class WindowDecider:
         self.sample_rows = sample_rows
         self._missing_slots: set[tuple[str, str, str]] = set()  # (model, version, kind) already logged
         self._running: OrderedDict[WindowKey, _Running] = OrderedDict()
-        self._history: OrderedDict[int, dict[tuple[str, str], list[Any]]] = OrderedDict()  # window id -> findings
-        self._history_ids: list[int] | None = None  # the earlier windows of the window being decided
-        self._decoded: OrderedDict[int, tuple[Profile, Profile]] = OrderedDict()  # window id -> profiles
+        # decided windows by (id, decided_at_ms): their findings, their profiles
+        self._history: OrderedDict[tuple[int, int], dict[tuple[str, str], list[Any]]] = OrderedDict()
+        self._history_ids: list[tuple[int, int]] | None = None  # the earlier windows of the window being decided
+        self._decoded: OrderedDict[tuple[int, int], tuple[Profile, Profile]] = OrderedDict()
 
     @property
     def config(self) -> MonitorConfig:
@@ -210,31 +211,34 @@ class WindowDecider:
             react = self.alerts(DecidedWindow(key, end_ms, counts, features, outputs), findings)
         window_id = self.store.decide_window(decision, react=react)
         if window_id is not None:
-            self._keep_profiles(window_id, (features, outputs))  # the next window's drift reference
+            row = self.store.window(window_id)
+            if row is not None:
+                self._keep_profiles(row, (features, outputs))  # the next window's drift reference
         alerting = sum(1 for f in findings if f.finding.alerting)
         log.info("window %s %s %s rows=%d partials=%d alerting=%s", key.model, key.model_version,
                  format_instant(key.start_ms), counts.rows, counts.partials,
                  sorted({f"{f.finding.feature}:{f.finding.test}:{f.finding.mode}" for f in findings if f.finding.alerting}))
         return Outcome(key, window_id, "decided" if window_id is not None else "already", len(findings), alerting)
 
-    def _profiles(self, window_id: int) -> tuple[Profile, Profile] | None:
-        found = self._decoded.get(window_id)
+    def _profiles(self, row: WindowRow) -> tuple[Profile, Profile] | None:
+        """A decided window's profiles, decoded once while this process keeps them."""
+        found = self._decoded.get((row.id, row.decided_at_ms))
         if found is not None:
-            if self.store.has_profiles(window_id):
-                self._decoded.move_to_end(window_id)
+            if self.store.has_profiles(row.id):
+                self._decoded.move_to_end((row.id, row.decided_at_ms))
                 return found
-            del self._decoded[window_id]
+            del self._decoded[(row.id, row.decided_at_ms)]  # retention removed them
             return None
-        blobs = self.store.load_profiles(window_id)
+        blobs = self.store.load_profiles(row.id)
         if blobs is None:
             return None
         found = (Profile.from_bytes(blobs[0]), Profile.from_bytes(blobs[1]))
-        self._keep_profiles(window_id, found)
+        self._keep_profiles(row, found)
         return found
 
-    def _keep_profiles(self, window_id: int, profiles: tuple[Profile, Profile]) -> None:
-        self._decoded[window_id] = profiles
-        self._decoded.move_to_end(window_id)
+    def _keep_profiles(self, row: WindowRow, profiles: tuple[Profile, Profile]) -> None:
+        self._decoded[(row.id, row.decided_at_ms)] = profiles
+        self._decoded.move_to_end((row.id, row.decided_at_ms))
         while len(self._decoded) > PROFILE_CACHE_WINDOWS:
             self._decoded.popitem(last=False)
 
@@ -243,7 +247,7 @@ class WindowDecider:
         row = self.store.window_at(key)
         if row is None or row.status != "decided":
             return None
-        profiles = self._profiles(row.id)
+        profiles = self._profiles(row)
         return None if profiles is None else (*profiles, row.id)
 
     def _skew_reference(self, key: WindowKey, end_ms: int, refs: References) -> tuple[Profile, Profile]:
@@ -278,7 +282,7 @@ class WindowDecider:
         if refs.drift:
             previous = self.store.previous_window(key)
             if previous is not None:
-                profiles = self._profiles(previous.id)
+                profiles = self._profiles(previous)
                 if profiles is not None:
                     out.append(("drift", *profiles, previous.id))
         if refs.seasonal is not None:
@@ -330,10 +334,12 @@ class WindowDecider:
         once per window: which windows they are is asked anew for every decision (another process may
         have decided one, retention may have removed one), their findings only for a window not seen yet."""
         if self._history_ids is None:
-            ids = self.store.recent_window_ids(key, HISTORY_WINDOWS)
+            ids = self.store.recent_windows(key, HISTORY_WINDOWS)
             missing = [i for i in ids if i not in self._history]
             if missing:
-                self._history.update(self.store.findings_by_window(missing))
+                found = self.store.findings_by_window([i for i, _decided in missing])
+                for i in missing:
+                    self._history[i] = found[i[0]]
             for i in ids:
                 self._history.move_to_end(i)
             while len(self._history) > HISTORY_CACHE_WINDOWS:
@@ -351,7 +357,7 @@ class WindowDecider:
             return []
         runs: dict[tuple[str, str, str], list[FindingIn]] = {}
         for w in earlier:
-            profiles = self._profiles(w.id)
+            profiles = self._profiles(w)
             if profiles is None:
                 continue
             for f in self._compare(key, "median", *profiles, w.id, features, outputs, history=False):

@@ -254,23 +254,25 @@ class WindowsStore:
         """The findings of the last ``windows`` decided windows before ``key`` (same model version and
         segment), in one mode and family, oldest window first, with their verdicts before the
         persistence rule: the history persistence and trends read."""
-        ids = self.recent_window_ids(key, windows)
+        ids = [i for i, _decided in self.recent_windows(key, windows)]
         found = self.findings_by_window(ids)
         return [found[i].get((mode, family), []) for i in ids]
 
-    def recent_window_ids(self, key: WindowKey, windows: int) -> list[int]:
-        """The ids of the last ``windows`` decided windows before ``key`` (same model version and
-        segment), oldest first."""
+    def recent_windows(self, key: WindowKey, windows: int) -> list[tuple[int, int]]:
+        """``(id, decided_at_ms)`` of the last ``windows`` decided windows before ``key`` (same model
+        version and segment), oldest first. The pair names a decision even where SQLite reuses the id
+        of a deleted newest row."""
         if windows <= 0:
             return []
         w = t.windows.c
         with self.read() as conn:  # type: ignore[attr-defined]
-            ids = [r.id for r in conn.execute(
-                select(w.id).where(w.model == key.model, w.model_version == key.model_version,
-                                   w.segment == key.segment, w.start_ms < key.start_ms, w.status == "decided")
+            found = [(r.id, r.decided_at_ms) for r in conn.execute(
+                select(w.id, w.decided_at_ms).where(w.model == key.model, w.model_version == key.model_version,
+                                                    w.segment == key.segment, w.start_ms < key.start_ms,
+                                                    w.status == "decided")
                 .order_by(w.start_ms.desc()).limit(windows))]
-        ids.reverse()
-        return ids
+        found.reverse()
+        return found
 
     def findings_by_window(self, ids: Sequence[int]) -> dict[int, dict[tuple[str, str], list[Finding]]]:
         """Per window id, its findings by (mode, family) in the order they were stored, with their

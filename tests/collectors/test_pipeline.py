@@ -344,3 +344,54 @@ def test_a_partial_stored_while_the_window_is_decided_is_not_lost(trained_models
         (window,) = store.list_windows()
         assert window.partials == 3 and window.rows == len(records) * 6
         assert read(ins[0].key) == []  # every partial consumed by the decision
+
+
+def test_a_decider_keeping_its_caches_decides_every_window_as_a_restarted_one_would(trained_models_dir, frame,
+                                                                                    tmp_path):
+    """The decider keeps earlier windows' findings (history) and profiles (references) in memory; a
+    decider made anew for every window reads everything from the store. Same decisions, also after
+    the newest window's profiles are removed, and after every window is (SQLite then gives their
+    ids to the next windows)."""
+    from sqlalchemy import text
+
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    config = parse_monitor_config({"models": {"bikeshare": {"references": {
+        "seasonal": {"period": "week"}, "median": {"windows": 3}, "pinned": {"start": "2012-04-02T00:00:00Z"},
+        "version": False}}}})
+    records = _records(frame, bundle.model_version, start=datetime(2012, 4, 2, tzinfo=timezone.utc), days=23)
+    first, second = (next(i for i, r in enumerate(records) if r.event_time >= datetime(2012, 4, d, tzinfo=timezone.utc))
+                     for d in (8, 12))
+    halves = (records[:first], records[first:second], records[second:])  # then 13 days: trends again
+    def snapshot(store):
+        return {w.start_ms: sorted(
+            (f.mode, f.family, f.feature, f.test, repr(f.statistic), repr(f.effect), repr(f.q_value), f.verdict,
+             f.raw_verdict, f.alerting, f.message) for f in store.list_findings(window_id=w.id, limit=10_000))
+            for w in store.list_windows(limit=100)}
+
+    results = []
+    for fresh in (False, True):
+        seen = []
+        with Store(f"sqlite:///{tmp_path / f'{fresh}.sqlite3'}") as store:
+            run = InProcess(store, trained_models_dir, config, DAY)
+            if fresh:
+                make = lambda: WindowDecider(store=store, baselines=run.cache, config=config)  # noqa: E731
+                decide = lambda key: make().decide(key)  # noqa: E731
+                run.decider = type("Fresh", (), {"decide": staticmethod(decide)})()
+            for i, part in enumerate(halves):
+                run.feed(part)
+                seen.append(snapshot(store))
+                newest = max(store.list_windows(limit=100), key=lambda w: w.start_ms)
+                with store.write() as conn:
+                    if i == 0:
+                        conn.execute(text("DELETE FROM window_profiles WHERE window_id = :i"), {"i": newest.id})
+                    elif i == 1:  # every decided window gone (retention after a long pause): ids start over
+                        conn.execute(text("DELETE FROM windows"))
+            run.finish()
+            seen.append(snapshot(store))
+            assert len(seen[1]) >= 8 and len(seen[3]) >= 10
+        results.append(seen)
+    kept, restarted = results
+    assert kept == restarted
+    everything = [f for snap in kept for findings in snap.values() for f in findings]
+    assert {"skew", "drift", "seasonal", "median", "pinned"} <= {f[0] for f in everything}
+    assert any(f[3].startswith("trend_") and f[7] != "insufficient_data" for f in everything)
