@@ -84,10 +84,10 @@ def _merge(blobs: Sequence[bytes]) -> Profile:
 
 #: Windows whose partials this process keeps merged as they arrive (least recently added dropped first).
 RUNNING_WINDOWS = 64
-#: Decided windows whose findings this process keeps for the persistence and trend history (by id: a
-#: decided window's findings never change; least recently used dropped first): 32 series of
-#: HISTORY_WINDOWS, about 50 KB a window of 150 findings.
-HISTORY_CACHE_WINDOWS = 1024
+#: Series (model, version, segment) whose history this process keeps: the findings of each one's last
+#: HISTORY_WINDOWS decided windows (a decided window's findings never change), about 50 KB a window of
+#: 150 findings; a window leaves with its series' history, the least recently decided series first.
+HISTORY_SERIES = 32
 #: Decided windows whose profiles this process keeps decoded (the drift reference is the window it
 #: has just decided; the median reference reads the last k): equal to what the store holds
 #: (``from_bytes(to_bytes(p)) == p``), and used only while the store still has them.
@@ -124,7 +124,8 @@ class WindowDecider:
         self._missing_slots: set[tuple[str, str, str]] = set()  # (model, version, kind) already logged
         self._running: OrderedDict[WindowKey, _Running] = OrderedDict()
         # decided windows by (id, decided_at_ms): their findings, their profiles
-        self._history: OrderedDict[tuple[int, int], dict[tuple[str, str], list[Any]]] = OrderedDict()
+        self._history: dict[tuple[int, int], dict[tuple[str, str], list[Any]]] = {}
+        self._series: OrderedDict[tuple[str, str, str], list[tuple[int, int]]] = OrderedDict()  # -> its windows
         self._history_ids: list[tuple[int, int]] | None = None  # the earlier windows of the window being decided
         self._decoded: OrderedDict[tuple[int, int], tuple[Profile, Profile]] = OrderedDict()
 
@@ -335,15 +336,20 @@ class WindowDecider:
         have decided one, retention may have removed one), their findings only for a window not seen yet."""
         if self._history_ids is None:
             ids = self.store.recent_windows(key, HISTORY_WINDOWS)
+            series = (key.model, key.model_version, key.segment)
+            kept = set(ids)
+            for i in self._series.pop(series, ()):
+                if i not in kept:
+                    self._history.pop(i, None)  # no longer among the series' last windows (or gone)
             missing = [i for i in ids if i not in self._history]
             if missing:
                 found = self.store.findings_by_window([i for i, _decided in missing])
                 for i in missing:
                     self._history[i] = found[i[0]]
-            for i in ids:
-                self._history.move_to_end(i)
-            while len(self._history) > HISTORY_CACHE_WINDOWS:
-                self._history.popitem(last=False)
+            self._series[series] = ids
+            while len(self._series) > HISTORY_SERIES:
+                for i in self._series.popitem(last=False)[1]:
+                    self._history.pop(i, None)
             self._history_ids = ids
         return [self._history[i].get((mode, family), []) for i in self._history_ids]
 

@@ -395,3 +395,17 @@ def test_a_decider_keeping_its_caches_decides_every_window_as_a_restarted_one_wo
     everything = [f for snap in kept for findings in snap.values() for f in findings]
     assert {"skew", "drift", "seasonal", "median", "pinned"} <= {f[0] for f in everything}
     assert any(f[3].startswith("trend_") and f[7] != "insufficient_data" for f in everything)
+
+
+def test_the_deciders_memory_of_earlier_windows_is_bounded(trained_models_dir, frame, tmp_path, monkeypatch):
+    import collectors.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "HISTORY_WINDOWS", 3)
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, MonitorConfig(), DAY)
+        run.feed(_records(frame, bundle.model_version, start=datetime(2012, 5, 1, tzinfo=timezone.utc), days=9))
+        run.finish()
+        assert len(store.list_windows(limit=100)) == 9
+    assert len(run.decider._history) <= 3 and len(run.decider._series) == 1
+    assert len(run.decider._decoded) <= pipeline.PROFILE_CACHE_WINDOWS
