@@ -18,7 +18,7 @@ Run::
 
     .venv/bin/python bench/bench_collect.py --instances 100 --records 40000 --rounds 3
     .venv/bin/python bench/bench_collect.py --instances 1 --records 300000 --rounds 3
-    .venv/bin/python bench/bench_collect.py --instances 100 --records 40000 --processes 1,2 --rounds 2
+    .venv/bin/python bench/bench_collect.py --instances 100 --records 40000 --processes 1,2 --rounds 3
     .venv/bin/python bench/bench_collect.py --merge-only
     .venv/bin/python bench/bench_collect.py --rss
 """
