@@ -110,6 +110,7 @@ class PartialStage:
         self._pending_commit = False
         self._last_full_report = 0.0
         self.first_record_ms: int | None = None  # when this stage first got a record (benchmarks read it)
+        self.loop_at: float | None = None  # monotonic time the poll loop last went round (a stall watchdog reads it)
 
     # -- Kafka clients -------------------------------------------------------------------------
     def _clients(self):
@@ -344,6 +345,7 @@ class PartialStage:
         last_tick = time.monotonic()
         try:
             while not stop.is_set():
+                self.loop_at = time.monotonic()
                 messages = consumer.consume(num_messages=2000, timeout=0.1)
                 for m in messages:
                     err = m.error()

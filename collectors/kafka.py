@@ -13,14 +13,13 @@ import json
 import logging
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.settings import Settings
 
 __all__ = ["PartitionHealth", "Statistics", "consumer_config", "producer_config", "ensure_topics", "topic_partitions",
-           "partials_partition"]
+           "partials_partition", "murmur2"]
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +175,32 @@ def topic_partitions(client: Any, topic: str) -> int:
     return len(t.partitions)
 
 
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (the Java client's ``Utils.murmur2``, librdkafka's ``murmur2_random``
+    partitioner), as an unsigned 32-bit value."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    length = len(data)
+    h = 0x9747B28C ^ length
+    end = length - length % 4
+    for i in range(0, end, 4):
+        k = (int.from_bytes(data[i:i + 4], "little") * m) & mask
+        k ^= k >> 24
+        h = ((h * m) & mask) ^ ((k * m) & mask)
+    rest = length % 4
+    if rest == 3:
+        h ^= data[end + 2] << 16
+    if rest >= 2:
+        h ^= data[end + 1] << 8
+    if rest >= 1:
+        h = ((h ^ data[end]) * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
+
+
 def partials_partition(model: str, partitions: int) -> int:
     """The partition of the partials topic that carries ``model``'s partials and stream reports: the
-    collectors produce to it explicitly and the merge stage decides only the models of the partitions
-    it is assigned, so one member of the merge group decides each model's windows (CRC-32 of the
-    name, the same choice as librdkafka's default partitioner for a keyed message)."""
-    return zlib.crc32(model.encode("utf-8", "surrogatepass")) % partitions
+    collectors produce to it explicitly and the merge stage decides the models of the partitions it is
+    assigned, so one member of the merge group decides each model's windows. The same partition the
+    collectors' producer (``partitioner: murmur2_random``, as Java clients) picks for the key ``model``."""
+    return (murmur2(model.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF) % partitions

@@ -75,8 +75,11 @@ class MergeStage:
         self.decided = 0
         self.failed = 0
         # the partials partitions this member is assigned, and how many the topic has: it decides only
-        # the windows of models carried by its partitions (None: not in a group, decide every window)
+        # the windows of models carried by its partitions (None: not in a group, decide every window).
+        # A model is where its messages last arrived (a collector that has not seen the topic grow yet
+        # still writes to the old partition), else where partials_partition puts it.
         self._owned: tuple[frozenset[int], int] | None = None
+        self._model_partition: dict[str, int] = {}  # where each model's messages last arrived
 
     # -- the poll thread -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -245,8 +248,10 @@ class MergeStage:
                 log.error("skipping a message of %s[%d]@%d that is not a partials message: %s", topic, partition, offset, exc)
                 continue
             if isinstance(msg, ClosedPartial):
+                self._model_partition[msg.key.model] = partition
                 self._store_partial(msg)
             elif isinstance(msg, StreamMessage):
+                self._model_partition[msg.model] = partition
                 st = StreamState(msg.source_partition, msg.model, msg.closed_through_ms, msg.idle, msg.open_windows,
                                  msg.sent_ms)
                 prev = self._streams.get((msg.source_partition, msg.model))
@@ -328,7 +333,8 @@ class MergeStage:
             series = (key.model, key.model_version, key.segment)
             if series in blocked:
                 continue
-            if owned is not None and partials_partition(key.model, owned[1]) not in owned[0]:
+            if owned is not None and self._model_partition.get(key.model, partials_partition(key.model, owned[1])) \
+                    not in owned[0]:
                 continue  # another member of the merge group decides this model
             ask = dict(partitions=self._input_partitions, partition_states=self._partitions_state,
                        streams=self._streams, high_watermarks=self._high_watermarks, now_ms=now, fresh_ms=self.fresh_ms)

@@ -7,7 +7,10 @@ to decided windows), or both (``collector_stages``), each on its own thread, sha
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,6 +26,9 @@ from monitor.storage import Store, open_store
 __all__ = ["Collector", "build_collector"]
 
 log = logging.getLogger(__name__)
+
+#: How long the partial stage's poll loop may not go round before the collector logs every thread's stack.
+STALL_SECONDS = 30.0
 
 
 @dataclass
@@ -58,17 +64,37 @@ class Collector:
             self.sender.start()  # type: ignore[attr-defined]
         for t in threads:
             t.start()
+        stalled = False
         try:
             while any(t.is_alive() for t in threads):
                 stop.wait(0.5)
                 if stop.is_set():
                     break
+                stalled = self._watch(stalled)
         finally:
             stop.set()
             for t in threads:
                 t.join(timeout=30)
         if failed:
             raise failed[0]
+
+    def _watch(self, stalled: bool) -> bool:
+        """Log every thread's stack once when the partial stage's poll loop has not gone round for
+        STALL_SECONDS (a callback or a client call that never returns): the process stays in its group
+        only while that loop runs, so a stall must be diagnosable from the log."""
+        at = self.partial_stage.loop_at if self.partial_stage is not None else None
+        if at is None:
+            return False
+        now_stalled = time.monotonic() - at > STALL_SECONDS
+        if now_stalled and not stalled:
+            frames = sys._current_frames()
+            stacks = "\n".join(f"--- thread {t.name}\n" + "".join(traceback.format_stack(frames[t.ident]))
+                                for t in threading.enumerate() if t.ident in frames)
+            log.error("the partial stage's poll loop has not gone round for %.0f s; threads:\n%s",
+                      time.monotonic() - at, stacks)
+        elif stalled and not now_stalled:
+            log.warning("the partial stage's poll loop goes round again")
+        return now_stalled
 
     def close(self) -> None:
         for close in reversed(self.closers):

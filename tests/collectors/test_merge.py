@@ -18,7 +18,7 @@ from monitor.timeutil import DEFAULT_MIN_EVENT_MS, now_ms
 WEEK_MS = 7 * 86_400_000
 
 
-def _stage_with_a_closed_window(trained_models_dir, store):
+def _stage_with_a_closed_window(trained_models_dir, store, partials_partition_=None):
     """A merge stage that has stored every message of one closed window of bikeshare (one source partition)."""
     settings = Settings(models_dir=trained_models_dir)
     cache = BaselineCache(trained_models_dir)
@@ -43,7 +43,8 @@ def _stage_with_a_closed_window(trained_models_dir, store):
     stage = MergeStage(settings, store=store,
                        decider=WindowDecider(store=store, baselines=cache, config=MonitorConfig()), wall=lambda: wall)
     stage._input_partitions = 1
-    stage._handle([(settings.partials_topic, 0, offset, raw, None) for offset, raw in enumerate(messages)])
+    at = partials_partition("bikeshare", 3) if partials_partition_ is None else partials_partition_
+    stage._handle([(settings.partials_topic, at, offset, raw, None) for offset, raw in enumerate(messages)])
     return stage, partials[0].key
 
 
@@ -70,4 +71,16 @@ def test_partials_partition_spreads_names_and_is_stable():
     assert [partials_partition(n, 6) for n in names] == [partials_partition(n, 6) for n in names]
     assert {partials_partition(n, 6) for n in names} == set(range(6))
     assert partials_partition("bikeshare", 1) == 0
-    assert 0 <= partials_partition("\udcff-lone-surrogate", 3) < 3
+
+
+def test_a_model_is_decided_where_its_messages_arrive(trained_models_dir, store):
+    """A collector that has not seen the partials topic grow still writes a model to its old partition:
+    the member reading that partition decides it, not the one partials_partition names now."""
+    elsewhere = (partials_partition("bikeshare", 3) + 1) % 3
+    stage, key = _stage_with_a_closed_window(trained_models_dir, store, elsewhere)
+    stage._owned = (frozenset({partials_partition("bikeshare", 3)}), 3)
+    stage._decide_ready()
+    assert stage.decided == 0
+    stage._owned = (frozenset({elsewhere}), 3)
+    stage._decide_ready()
+    assert stage.decided == 1 and store.window_at(key).status == "decided"
