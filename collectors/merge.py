@@ -80,6 +80,7 @@ class MergeStage:
         # still writes to the old partition), else where partials_partition puts it.
         self._owned: tuple[frozenset[int], int] | None = None
         self._model_partition: dict[str, int] = {}  # where each model's messages last arrived
+        self._partials_count = 0  # partitions of the partials topic, read in the poll loop
 
     # -- the poll thread -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -92,24 +93,7 @@ class MergeStage:
         conf = consumer_config(s, self.group, instance_id=f"{s.collector_instance_id}-merge" if s.collector_instance_id else None)
         consumer = Consumer(conf)
 
-        def on_assign(c, partitions) -> None:  # noqa: ANN001
-            count = topic_partitions(c, s.partials_topic) or s.partials_topic_partitions
-            self._owned = (frozenset(tp.partition for tp in partitions if tp.topic == s.partials_topic), count)
-            for tp in partitions:
-                if tp.topic == s.dead_letter_topic:
-                    try:
-                        cp = self.store.load_checkpoint(s.dead_letter_topic, tp.partition)
-                    except StoreError:
-                        cp = None
-                    if cp is not None:
-                        tp.offset = cp[0]
-            c.assign(partitions)
-            log.info("merge stage assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
-
-        def on_revoke(c, partitions) -> None:  # noqa: ANN001
-            self._owned = (frozenset(), 1)  # until the next assignment, decide nothing
-
-        consumer.subscribe([s.partials_topic, s.dead_letter_topic], on_assign=on_assign, on_revoke=on_revoke)
+        consumer.subscribe([s.partials_topic, s.dead_letter_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         worker = threading.Thread(target=self._work, args=(stop,), name="skewwatch-merge", daemon=True)
         worker.start()
         from confluent_kafka.admin import AdminClient
@@ -122,6 +106,10 @@ class MergeStage:
                 if time.monotonic() - last_meta > 30 or not self._input_partitions:
                     last_meta = time.monotonic()
                     self._input_partitions = topic_partitions(consumer, s.topic) or self._input_partitions
+                    self._partials_count = topic_partitions(consumer, s.partials_topic) or self._partials_count
+                    owned = self._owned
+                    if owned is not None and self._partials_count and owned[1] != self._partials_count:
+                        self._owned = (owned[0], self._partials_count)
                 if time.monotonic() - last_hw >= 0.5:
                     last_hw = time.monotonic()
                     self._query_high_watermarks(admin)
@@ -147,6 +135,27 @@ class MergeStage:
             worker.join(timeout=30)
             self._commit(consumer, TopicPartition)
             consumer.close()
+
+    # Rebalance callbacks make no client call but assign(): confluent-kafka's list_topics inside one
+    # clears the thread's call state, and the next callback of the same consume() aborts the process
+    # (CallState_get: Assertion `cs != NULL' failed). The partition count is read in the poll loop.
+    def _on_assign(self, consumer, partitions) -> None:  # noqa: ANN001
+        s = self.settings
+        self._owned = (frozenset(tp.partition for tp in partitions if tp.topic == s.partials_topic),
+                       self._partials_count or s.partials_topic_partitions)
+        for tp in partitions:
+            if tp.topic == s.dead_letter_topic:
+                try:
+                    cp = self.store.load_checkpoint(s.dead_letter_topic, tp.partition)
+                except StoreError:
+                    cp = None
+                if cp is not None:
+                    tp.offset = cp[0]
+        consumer.assign(partitions)
+        log.info("merge stage assigned %s", sorted((tp.topic, tp.partition) for tp in partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:  # noqa: ANN001
+        self._owned = (frozenset(), 1)  # until the next assignment, decide nothing
 
     def _query_high_watermarks(self, admin) -> None:  # noqa: ANN001
         """The input topic's high watermarks, from the broker: what verifies a collector's "caught up"."""
@@ -333,9 +342,10 @@ class MergeStage:
             series = (key.model, key.model_version, key.segment)
             if series in blocked:
                 continue
-            if owned is not None and self._model_partition.get(key.model, partials_partition(key.model, owned[1])) \
-                    not in owned[0]:
-                continue  # another member of the merge group decides this model
+            if owned is not None:
+                at = self._model_partition.get(key.model)
+                if (partials_partition(key.model, owned[1]) if at is None else at) not in owned[0]:
+                    continue  # another member of the merge group decides this model
             ask = dict(partitions=self._input_partitions, partition_states=self._partitions_state,
                        streams=self._streams, high_watermarks=self._high_watermarks, now_ms=now, fresh_ms=self.fresh_ms)
             why = waiting_for(key.model, key.start_ms, end_ms, claims=False, **ask)

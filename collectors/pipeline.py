@@ -101,12 +101,13 @@ class _Running:
     partials are exactly those stored (another process may have stored more): merging is exact in
     any order and grouping, so the result is byte for byte the one read back from the store."""
 
-    __slots__ = ("ids", "features", "outputs", "sample")
+    __slots__ = ("ids", "features", "outputs", "sample", "counts", "end_ms")
 
     def __init__(self, ident: tuple[str, int, int, int], features: Profile, outputs: Profile,
-                 sample: list[Any]) -> None:
+                 sample: list[Any], counts: WindowCounts, end_ms: int) -> None:
         self.ids = {ident}
         self.features, self.outputs, self.sample = features, outputs, sample
+        self.counts, self.end_ms = counts, end_ms
 
 
 class WindowDecider:
@@ -150,11 +151,14 @@ class WindowDecider:
             self._running.pop(p.key, None)
             return
         sample = best_samples(sample, self.sample_records)
+        c = p.counts  # as partials_for reads it back: one partial each
+        counts = WindowCounts(c.rows, c.records, c.invalid_instances, c.late_records, c.duplicate_records, 1)
         if running is None:
-            self._running[p.key] = running = _Running(ident, features, outputs, sample)
-        else:
+            self._running[p.key] = running = _Running(ident, features, outputs, sample, counts, p.end_ms)
+        elif ident not in running.ids:
             running.ids.add(ident)
             running.features, running.outputs, running.sample = features, outputs, sample
+            running.counts, running.end_ms = running.counts + counts, max(running.end_ms, p.end_ms)
             self._running.move_to_end(p.key)
         while len(self._running) > RUNNING_WINDOWS:
             self._running.popitem(last=False)
@@ -177,18 +181,22 @@ class WindowDecider:
     def _decide(self, key: WindowKey, extra_late: int) -> Outcome:
         self._history_ids = None
         running = self._running.get(key)
-        partials = self.store.partials_for(key, blobs=running is None)
-        if running is not None and running.ids != {p.identity for p in partials}:
-            running = None  # another process stored partials of it too: read them all back
+        if running is not None:
+            # what this process stored of the window: deciding writes it only if those are still exactly the
+            # stored partials (checked inside the write transaction; else StaleDecisionError, and decide()
+            # tries again from the store)
+            used, counts, end_ms = frozenset(running.ids), running.counts, running.end_ms
+        else:
             partials = self.store.partials_for(key)
-        if not partials:
-            return Outcome(key, None, "already")
-        counts = WindowCounts()
-        for p in partials:
-            counts = counts + p.counts
+            if not partials:
+                return Outcome(key, None, "already")
+            used = frozenset(p.identity for p in partials)
+            counts = WindowCounts()
+            for p in partials:
+                counts = counts + p.counts
+            end_ms = max(p.end_ms for p in partials)
         counts = WindowCounts(counts.rows, counts.records, counts.invalid_instances, counts.late_records + extra_late,
                               counts.duplicate_records, counts.partials)
-        end_ms = max(p.end_ms for p in partials)
         try:
             if running is not None:
                 features, outputs, entries = running.features, running.outputs, running.sample
@@ -201,12 +209,12 @@ class WindowDecider:
             log.error("window %s %s %s could not be processed and is skipped: %s", key.model, key.model_version,
                       format_instant(key.start_ms), exc)
             window_id = self.store.record_failed_window(key, end_ms, counts, f"{type(exc).__name__}: {exc}",
-                                                        partials=frozenset(p.identity for p in partials))
+                                                        partials=used)
             return Outcome(key, window_id, "failed" if window_id is not None else "already")
         sample, sample_rows = sample_table(entries, self.sample_rows)
         decision = WindowDecision(key=key, end_ms=end_ms, counts=counts, findings=findings,
                                   features=features.to_bytes(), outputs=outputs.to_bytes(), sample=sample,
-                                  sample_rows=sample_rows, partials=frozenset(p.identity for p in partials))
+                                  sample_rows=sample_rows, partials=used)
         react = None
         if self.alerts is not None:
             react = self.alerts(DecidedWindow(key, end_ms, counts, features, outputs), findings)

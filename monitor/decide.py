@@ -74,7 +74,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence, get_args
 import numpy as np
 
 from monitor.compare.results import TREND_OF, TestName, TestResult
-from monitor.compare.trend import trend as trend_result
+from monitor.compare.trend import trends as trend_results
 from monitor.errors import ConfigError
 
 _TREND_BASE: dict[TestName, TestName] = {v: k for k, v in TREND_OF.items()}
@@ -519,7 +519,8 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
                 k = _key(g)
                 if k in wanted:
                     past.setdefault(k, []).append(g.effect)
-    candidates: list[tuple[Finding, TestResult, Policy]] = []
+    candidates: list[tuple[Finding, TestResult | None, Policy]] = []
+    series_of: list[tuple[int, int, TestName, list[float], int]] = []  # (candidate, windows, test, effects, n)
     for f in findings:
         base = TestName(f.test)
         trend_name = TREND_OF.get(base)
@@ -530,15 +531,20 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
             continue
         series = past.get(_key(f), [])[-(pol.trend.windows - 1):]
         n = (n_current or {}).get((f.feature, f.test), 0)
+        r = None
         if f.verdict == "insufficient_data":
             r = TestResult(test=trend_name, statistic=0.0, p_value=None, effect=0.0, n_reference=0, n_current=n,
                            computed=False, note="this window has too little data for the base test")
         else:
-            r = trend_result(test=trend_name, effects=[*series, f.effect], n_current=n, n_reference=n)
-            if len(series) + 1 < pol.trend.min_windows and r.computed:
-                r = TestResult(test=trend_name, statistic=0.0, p_value=None, effect=0.0, n_reference=n, n_current=n,
-                               computed=False, note=f"{len(series) + 1} windows, needs {pol.trend.min_windows}")
+            series_of.append((len(candidates), len(series) + 1, trend_name, [*series, f.effect], n))
         candidates.append((f, r, pol))
+    computed = trend_results([(name, effects, n, n) for _i, _w, name, effects, n in series_of])
+    for (i, windows, name, _effects, n), r in zip(series_of, computed):
+        f, _none, pol = candidates[i]
+        if windows < pol.trend.min_windows and r.computed:
+            r = TestResult(test=name, statistic=0.0, p_value=None, effect=0.0, n_reference=n, n_current=n,
+                           computed=False, note=f"{windows} windows, needs {pol.trend.min_windows}")
+        candidates[i] = (f, r, pol)
     with_p = [i for i, (_, r, _) in enumerate(candidates) if r.p_value is not None]
     _check_families(families)
     adjusted = family_adjust(bh_adjust([candidates[i][1].p_value for i in with_p]), families)

@@ -24,7 +24,7 @@ from scipy import special
 
 from monitor.compare.results import TestName, TestResult
 
-__all__ = ["MIN_TREND_WINDOWS", "mann_kendall", "trend"]
+__all__ = ["MIN_TREND_WINDOWS", "mann_kendall", "trend", "trends"]
 
 #: Fewest windows (the current one included) for which the normal approximation is used.
 MIN_TREND_WINDOWS = 8
@@ -65,3 +65,38 @@ def trend(*, test: TestName, effects: Sequence[float], n_current: int, n_referen
     level = max(intercept + slope * (n - 1), 0.0)
     return TestResult(test=test, statistic=s, p_value=p, effect=level, n_reference=n_reference, n_current=n_current,
                       details=(("slope", slope), ("windows", float(n)), ("first", float(e[0])), ("last", float(e[-1]))))
+
+
+def trends(items: Sequence[tuple[TestName, Sequence[float], int, int]]) -> list[TestResult]:
+    """``[trend(test=t, effects=e, n_current=c, n_reference=r) for t, e, c, r in items]``, the series of
+    one length computed together as arrays (a window has a trend per feature and test: one at a time,
+    small numpy calls were most of it). Same values bit for bit: sums of signs and tie counts are
+    integers, and each row's medians are the same order statistics."""
+    out: list[TestResult | None] = [None] * len(items)
+    by_length: dict[int, list[int]] = {}
+    for i, (test, effects, n_current, n_reference) in enumerate(items):
+        e = np.asarray(effects, dtype=np.float64)
+        if e.shape[0] < MIN_TREND_WINDOWS or not np.isfinite(e).all():
+            out[i] = trend(test=test, effects=effects, n_current=n_current, n_reference=n_reference)
+        else:
+            by_length.setdefault(e.shape[0], []).append(i)
+    for n, rows in by_length.items():
+        e = np.array([items[i][1] for i in rows], dtype=np.float64)  # (k, n)
+        upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+        s = np.sign(e[:, None, :] - e[:, :, None])[:, upper].sum(axis=1)
+        # ties: sum over tie groups of t(t-1)(2t+5) = sum over values of (c-1)(2c+5), c = values equal to it
+        c = (e[:, :, None] == e[:, None, :]).sum(axis=2)
+        ties = ((c - 1) * (2 * c + 5)).sum(axis=1)
+        i_idx, j_idx = np.triu_indices(n, k=1)
+        slopes = np.median((e[:, j_idx] - e[:, i_idx]) / (j_idx - i_idx), axis=1)
+        intercepts = np.median(e - slopes[:, None] * np.arange(n), axis=1)
+        for r, i in enumerate(rows):
+            test, _effects, n_current, n_reference = items[i]
+            s_r, slope, intercept = float(s[r]), float(slopes[r]), float(intercepts[r])
+            v_r = (n * (n - 1) * (2 * n + 5) - float(ties[r])) / 18.0
+            p = 1.0 if s_r <= 0 or v_r <= 0 else float(special.ndtr(-((s_r - 1.0) / math.sqrt(v_r))))
+            level = max(intercept + slope * (n - 1), 0.0)
+            out[i] = TestResult(test=test, statistic=s_r, p_value=p, effect=level, n_reference=n_reference,
+                                n_current=n_current, details=(("slope", slope), ("windows", float(n)),
+                                                              ("first", float(e[r, 0])), ("last", float(e[r, -1]))))
+    return out  # type: ignore[return-value]

@@ -84,3 +84,26 @@ def test_a_model_is_decided_where_its_messages_arrive(trained_models_dir, store)
     stage._owned = (frozenset({elsewhere}), 3)
     stage._decide_ready()
     assert stage.decided == 1 and store.window_at(key).status == "decided"
+
+
+def test_the_rebalance_callbacks_call_nothing_on_the_consumer_but_assign(trained_models_dir, store):
+    """confluent-kafka aborts the process when a client call such as list_topics is made inside a
+    rebalance callback and another callback follows in the same consume() (it happened: the
+    three-collector scenario lost a collector to `CallState_get: Assertion cs != NULL`)."""
+    from confluent_kafka import TopicPartition
+
+    stage, _key = _stage_with_a_closed_window(trained_models_dir, store)
+    stage._partials_count = 3
+
+    class OnlyAssign:
+        assigned = None
+
+        def assign(self, partitions):
+            self.assigned = partitions
+
+    consumer = OnlyAssign()
+    partitions = [TopicPartition(stage.settings.partials_topic, 1), TopicPartition(stage.settings.dead_letter_topic, 0)]
+    stage._on_assign(consumer, partitions)  # any other attribute of the consumer would raise here
+    assert consumer.assigned == partitions and stage._owned == (frozenset({1}), 3)
+    stage._on_revoke(consumer, partitions)
+    assert stage._owned == (frozenset(), 1)

@@ -318,32 +318,34 @@ def test_the_running_merge_decides_exactly_what_the_stored_partials_give(trained
     assert decided(lambda i: i % 2 == 0) == from_store  # some stored by another process: read back
 
 
-def test_a_partial_stored_while_the_window_is_decided_is_not_lost(trained_models_dir, frame, tmp_path):
-    """Another merge stage stores a window's last partial between this one reading the partials and
-    saving the decision: the save is refused inside its transaction and the window decided again with
-    every partial (it used to be decided without it, and its partial deleted with the others)."""
+@pytest.mark.parametrize("folded", [True, False], ids=["running-merge", "from-the-store"])
+def test_a_partial_stored_while_the_window_is_decided_is_not_lost(trained_models_dir, frame, tmp_path, folded):
+    """Another merge stage stores a window's last partial after this one has merged the others (as they
+    arrived, or read back from the store) and before it saves the decision: the save is refused inside
+    its transaction and the window decided again with every partial (it used to be decided without
+    it, and its partial deleted with the others)."""
     records, ins, cache = _window_partials(trained_models_dir, frame, 3)
     with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
         decider = WindowDecider(store=store, baselines=cache, config=parse_monitor_config({}))
         for p in ins[:2]:
             store.add_partial(p)
-            decider.fold(p)
-        read = store.partials_for
+            if folded:
+                decider.fold(p)
+        save = store.decide_window
 
-        def racing(key, **kw):  # the other merge stage stores the last partial right after this read
-            rows = read(key, **kw)
+        def racing(decision, **kw):  # the other merge stage stores the last partial just before this save
             if not racing.done:
                 racing.done = True
                 store.add_partial(ins[2])
-            return rows
+            return save(decision, **kw)
 
         racing.done = False
-        store.partials_for = racing
+        store.decide_window = racing
         assert decider.decide(ins[0].key).status == "decided"
         assert racing.done
         (window,) = store.list_windows()
         assert window.partials == 3 and window.rows == len(records) * 6
-        assert read(ins[0].key) == []  # every partial consumed by the decision
+        assert store.partials_for(ins[0].key) == []  # every partial consumed by the decision
 
 
 def test_a_decider_keeping_its_caches_decides_every_window_as_a_restarted_one_would(trained_models_dir, frame,
