@@ -6,6 +6,7 @@ to decided windows), or both (``collector_stages``), each on its own thread, sha
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 import threading
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: How long the partial stage's poll loop may not go round before the collector logs every thread's stack.
 STALL_SECONDS = 30.0
+#: How long the collector's own watch loop may not run before faulthandler dumps every thread's stack.
+FREEZE_SECONDS = 60.0
 
 
 @dataclass
@@ -67,11 +70,15 @@ class Collector:
         stalled = False
         try:
             while any(t.is_alive() for t in threads):
+                # If this loop itself stops (a thread holding the GIL in a call that does not return),
+                # faulthandler's own C thread writes every thread's stack to stderr after FREEZE_SECONDS.
+                faulthandler.dump_traceback_later(FREEZE_SECONDS, exit=False)
                 stop.wait(0.5)
                 if stop.is_set():
                     break
                 stalled = self._watch(stalled)
         finally:
+            faulthandler.cancel_dump_traceback_later()
             stop.set()
             for t in threads:
                 t.join(timeout=30)
