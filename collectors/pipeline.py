@@ -33,6 +33,7 @@ import orjson
 
 from collectors.baselines import BaselineCache
 from collectors.partials import best_samples, merge_samples, sample_table
+from monitor.compare.views import ViewCache
 from monitor.config import MonitorConfig
 from monitor.errors import BundleError, SchemaError, StaleDecisionError, StatisticsError, StoreError
 from monitor.evaluate import evaluate
@@ -129,6 +130,7 @@ class WindowDecider:
         self._series: OrderedDict[tuple[str, str, str], list[tuple[int, int]]] = OrderedDict()  # -> its windows
         self._history_ids: list[tuple[int, int]] | None = None  # the earlier windows of the window being decided
         self._decoded: OrderedDict[tuple[int, int], tuple[Profile, Profile]] = OrderedDict()
+        self._views = ViewCache()  # of baselines and decided windows' profiles: never updated again
 
     @property
     def config(self) -> MonitorConfig:
@@ -223,6 +225,7 @@ class WindowDecider:
             row = self.store.window(window_id)
             if row is not None:
                 self._keep_profiles(row, (features, outputs))  # the next window's drift reference
+                self._keep_findings(key, row, decision.findings)  # and the next windows' history
         alerting = sum(1 for f in findings if f.finding.alerting)
         log.info("window %s %s %s rows=%d partials=%d alerting=%s", key.model, key.model_version,
                  format_instant(key.start_ms), counts.rows, counts.partials,
@@ -333,7 +336,8 @@ class WindowDecider:
             past = self._past(key, mode, family) if history else ()
             segments = self.config.segments_for(key.model)
             report = evaluate(reference=reference, current=current, model=key.model, config=self.config, mode=mode,
-                              history=past, families=segments.families if segments is not None else 1)
+                              history=past, families=segments.families if segments is not None else 1,
+                              views=self._views)
             raw = {(f.feature, f.test): f.verdict for f in report.decided}
             found.extend(FindingIn(f, family, ref_id, raw.get((f.feature, f.test), f.verdict)) for f in report.findings)
         return found
@@ -360,6 +364,21 @@ class WindowDecider:
                     self._history.pop(i, None)
             self._history_ids = ids
         return [self._history[i].get((mode, family), []) for i in self._history_ids]
+
+    def _keep_findings(self, key: WindowKey, row: WindowRow, findings: Sequence[FindingIn]) -> None:
+        """Add the window just stored to its series' history as the store would answer for it, so the next
+        decision does not read it back. Only for a series already kept (else the next decision reads its
+        history whole); which windows the history holds is still asked of the store every time."""
+        series = (key.model, key.model_version, key.segment)
+        ids = self._series.get(series)
+        if ids is None:
+            return
+        ident = (row.id, row.decided_at_ms)
+        self._history[ident] = self.store.history_of(key, row.end_ms, findings)
+        ids = [*ids, ident]
+        for old in ids[:-HISTORY_WINDOWS]:
+            self._history.pop(old, None)
+        self._series[series] = ids[-HISTORY_WINDOWS:]
 
     def _median(self, key: WindowKey, k: int, features: Profile, outputs: Profile) -> list[FindingIn]:
         """Against each of the last ``k`` decided windows; per test the comparison of median effect stands

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from monitor.compare.registry import REGISTRY, applicable_tests
 from monitor.compare.results import TestResult
-from monitor.compare.views import categorical_view, numeric_view
+from monitor.compare.views import ViewCache, categorical_view, numeric_view
 from monitor.config import MonitorConfig
 from monitor.decide import Finding, Mode, Policy, apply_persistence, decide, trend_findings
 from monitor.errors import SchemaError, StatisticsError
@@ -78,7 +78,8 @@ class WindowReport:
 
 
 def evaluate(*, reference: "Profile", current: "Profile", model: str, config: MonitorConfig, mode: Mode,
-             history: Sequence[Sequence[Finding]] = (), families: int = 1) -> WindowReport:
+             history: Sequence[Sequence[Finding]] = (), families: int = 1,
+             views: ViewCache | None = None) -> WindowReport:
     """Run the enabled comparisons of every shared feature and decide on them.
 
     A feature whose kind differs between the two profiles raises :class:`SchemaError`
@@ -88,6 +89,8 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
     back, as it should, and trends report ``insufficient_data``. ``families``: how many windows
     decided apart share one false-discovery budget (a model's segments of one time span, all
     traffic included); each is tested at ``bh_level / families`` (:func:`~monitor.decide.family_adjust`).
+    ``views``: where the caller keeps the views of statistics it will compare again unchanged (see
+    :class:`~monitor.compare.views.ViewCache`); the findings are the same with or without it.
     """
     ref_specs = {spec.name: spec for spec in reference.specs}
     cur_names = {spec.name for spec in current.specs}
@@ -103,7 +106,10 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
             raise SchemaError(f"is {ref_spec.kind} in the reference but {spec.kind} in the current window",
                               feature=spec.name)
         policy = policies[spec.name] = config.policy_for(model, spec.name)
-        view = numeric_view if spec.kind == "numeric" else categorical_view
+        if views is None:
+            view = numeric_view if spec.kind == "numeric" else categorical_view
+        else:
+            view = views.numeric if spec.kind == "numeric" else views.categorical
         ref_view, cur_view = view(reference.features[spec.name]), view(current.features[spec.name])
         for name in applicable_tests(spec.kind):
             if name not in policy.enabled:

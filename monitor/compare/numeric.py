@@ -262,7 +262,8 @@ def wasserstein(*, reference: NumericInput, current: NumericInput, trim: float =
 
 
 def _bin_shares(r: NumericView, c: NumericView) -> tuple[np.ndarray, np.ndarray]:
-    """Shares of both samples in the baseline-quantile bins (computed once per pair).
+    """Shares of both samples in the baseline-quantile bins (the edges and the reference's shares computed
+    once per reference, the current's once per pair).
 
     Interior edges: the reference's deciles (k / PSI_BINS quantiles; duplicates merged, so
     a discrete feature gets fewer bins). Outer edges: just below the reference minimum and
@@ -270,17 +271,23 @@ def _bin_shares(r: NumericView, c: NumericView) -> tuple[np.ndarray, np.ndarray]
     (empty in the reference). Bins are right-closed: (e_{i-1}, e_i].
     """
 
-    def compute() -> tuple[object, tuple[np.ndarray, np.ndarray]]:
-        deciles = r.memo("deciles", lambda: r.quantiles(np.arange(1, PSI_BINS) / PSI_BINS))
+
+    def reference() -> tuple[np.ndarray, np.ndarray]:  # the edges and the reference's shares: r's alone
+        deciles = r.quantiles(np.arange(1, PSI_BINS) / PSI_BINS)
         edges = np.unique(np.concatenate(([math.nextafter(r.minimum, -math.inf)], deciles, [r.maximum])))
         ref = np.clip(np.diff(np.concatenate(([0.0], r.cdf(edges), [1.0]))), 0.0, None)
-        cur = np.clip(np.diff(np.concatenate(([0.0], c.cdf(edges), [1.0]))), 0.0, None)
-        return r, (ref / ref.sum(), cur / cur.sum())
+        return edges, ref / ref.sum()
 
-    owner, shares = c.memo("bins", compute)
-    if owner is not r:  # computed against another reference: do not reuse
-        _, shares = compute()
-    return shares
+    edges, ref = r.memo("bin_edges", reference)
+
+    def compute() -> tuple[object, np.ndarray]:
+        cur = np.clip(np.diff(np.concatenate(([0.0], c.cdf(edges), [1.0]))), 0.0, None)
+        return r, cur / cur.sum()
+
+    owner, cur = c.memo(("bins", id(r)), compute)
+    if owner is not r:  # a different reference that reused the id: recompute
+        _, cur = compute()
+    return ref, cur
 
 
 def psi(*, reference: NumericInput, current: NumericInput) -> TestResult:

@@ -14,6 +14,7 @@ one category.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -34,6 +35,7 @@ __all__ = [
     "categorical_view",
     "NumericInput",
     "CategoricalInput",
+    "ViewCache",
     "HashBucket",
     "Aligned",
     "aligned",
@@ -269,3 +271,46 @@ def numeric_view(stats: NumericInput) -> NumericView:
 def categorical_view(stats: CategoricalInput) -> CategoricalView:
     """The view of ``stats`` (itself when it already is one)."""
     return stats if isinstance(stats, CategoricalView) else CategoricalView(stats)
+
+
+class ViewCache:
+    """The views of statistics that no longer change, kept from one evaluation to the next.
+
+    A merge stage compares every window with the same training baseline and with the window it
+    decided just before, whose current statistics it has already viewed: kept views mean each
+    baseline's quantile grid, breakpoints and deciles are computed once, not once per window and
+    mode. A view is a snapshot, so only statistics that are never updated again belong here (a
+    decided window's, a baseline's); as a guard, a kept view is used only while its statistics
+    still report the count and missing count it was built from. Holds at most ``capacity``
+    views, the least recently used dropped first, each with a reference to its statistics (so
+    the identity it is kept under cannot be reused while it is kept).
+    """
+
+    __slots__ = ("capacity", "_views")
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._views: OrderedDict[tuple[int, bool], tuple[Any, int, int, NumericView | CategoricalView]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def numeric(self, stats: NumericInput) -> NumericView:
+        return stats if isinstance(stats, NumericView) else self._get(stats, True)  # type: ignore[return-value]
+
+    def categorical(self, stats: CategoricalInput) -> CategoricalView:
+        return stats if isinstance(stats, CategoricalView) else self._get(stats, False)  # type: ignore[return-value]
+
+    def _get(self, stats: Any, numeric: bool) -> NumericView | CategoricalView:
+        key = (id(stats), numeric)
+        kept = self._views.get(key)
+        count, missing = int(stats.count), int(stats.missing)
+        if kept is not None and kept[0] is stats and kept[1] == count and kept[2] == missing:
+            self._views.move_to_end(key)
+            return kept[3]
+        view = NumericView(stats) if numeric else CategoricalView(stats)
+        self._views[key] = (stats, count, missing, view)
+        self._views.move_to_end(key)
+        while len(self._views) > self.capacity:
+            self._views.popitem(last=False)
+        return view

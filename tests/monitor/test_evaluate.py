@@ -237,3 +237,39 @@ def test_tiny_windows_of_real_rows_never_alert():
             report = run(ref, profile(df.iloc[rng.integers(0, len(df), rows)], specs), mode="skew")
             assert report.alerting == ()
             assert all(f.verdict == "insufficient_data" and f.min_samples > rows for f in report.findings)
+
+
+def test_kept_views_give_the_findings_of_fresh_ones(reference, window):
+    """A merge stage keeps the views of the baseline and of each decided window (ViewCache): every
+    window compared with both, as skew and drift, gives exactly what fresh views give."""
+    from monitor.compare.views import ViewCache
+
+    rng = np.random.default_rng(5)
+    windows = [profile(synthetic(rng, 2_000, drift=i % 2 == 1)) for i in range(4)]
+    views = ViewCache()
+    previous = None
+    for current in windows:
+        for mode, ref in (("skew", reference), ("drift", previous)):
+            if ref is None:
+                continue
+            fresh = run(ref, current, mode=mode)
+            kept = run(ref, current, mode=mode, views=views)
+            assert repr(kept.findings) == repr(fresh.findings)  # NaN never equals itself
+        previous = current
+    assert 0 < len(views) <= len(SPECS) * (len(windows) + 1)
+
+
+def test_a_kept_view_is_not_used_once_its_statistics_changed(reference, window):
+    from monitor.compare.views import ViewCache
+
+    views = ViewCache(capacity=4)
+    current = profile(window)
+    before = views.numeric(current.features["x1"])
+    assert views.numeric(current.features["x1"]) is before
+    current.update_frame(window.iloc[:10])  # a profile still being updated must not be kept: guarded anyway
+    after = views.numeric(current.features["x1"])
+    assert after is not before and after.count == before.count + 10
+    for name in NUMERIC:
+        views.numeric(reference.features[name])
+    assert len(views) == 4  # the least recently used dropped
+    assert repr(run(reference, current, views=views).findings) == repr(run(reference, current).findings)

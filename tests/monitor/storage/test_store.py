@@ -112,7 +112,8 @@ def test_findings_by_window_reads_back_what_the_finding_rows_hold(store):
                    q_value=None, effect=math.nan, floor=0.1, significant=False, verdict="insufficient_data",
                    message="few", min_samples=30),
            _finding(feature="c", mode="drift"), _finding(feature="d", message="x" * 5000)]
-    ids = [store.decide_window(_decision(i, findings=odd)) for i in range(2)]
+    decisions = [_decision(i, findings=odd) for i in range(2)]
+    ids = [store.decide_window(d) for d in decisions]
     expected = {}
     for row in store.list_findings(limit=100, newest_first=False):
         expected.setdefault(row.window_id, {}).setdefault((row.mode, row.family), []).append(row.to_finding(raw=True))
@@ -121,6 +122,8 @@ def test_findings_by_window_reads_back_what_the_finding_rows_hold(store):
     for i in ids:  # NaN never equals itself: compare the reprs
         assert repr(found[i]) == repr(expected[i])
     assert store.findings_by_window([]) == {}
+    for d, i in zip(decisions, ids):  # what a decider keeps of the window it stored, without reading it back
+        assert repr(store.history_of(d.key, d.end_ms, d.findings)) == repr(expected[i])
 
 
 def test_messages_are_bounded(store):
