@@ -41,7 +41,7 @@ from monitor.keys import ALL_TRAFFIC, WindowKey
 from monitor.references import OTHER_SEGMENT, References
 from monitor.slots import PERIODS_MS, window_slot
 from monitor.stats import Profile
-from monitor.storage import DecisionTx, FindingIn, PartialIn, Store, WindowCounts, WindowDecision, WindowRow
+from monitor.storage import DecisionTx, FindingIn, PartialIn, Store, WindowCounts, WindowDecision
 from monitor.timeutil import format_instant
 
 __all__ = ["DecidedWindow", "WindowDecider", "Outcome", "HISTORY_WINDOWS"]
@@ -217,40 +217,46 @@ class WindowDecider:
         decision = WindowDecision(key=key, end_ms=end_ms, counts=counts, findings=findings,
                                   features=features.to_bytes(), outputs=outputs.to_bytes(), sample=sample,
                                   sample_rows=sample_rows, partials=used)
-        react = None
-        if self.alerts is not None:
-            react = self.alerts(DecidedWindow(key, end_ms, counts, features, outputs), findings)
+        alerts = None if self.alerts is None else self.alerts(DecidedWindow(key, end_ms, counts, features, outputs),
+                                                              findings)
+        decided_at: list[int] = []
+
+        def react(tx: DecisionTx) -> None:  # inside the window's transaction: the decision's own timestamp
+            decided_at.append(tx.now_ms)
+            if alerts is not None:
+                alerts(tx)
+
         window_id = self.store.decide_window(decision, react=react)
         if window_id is not None:
-            row = self.store.window(window_id)
-            if row is not None:
-                self._keep_profiles(row, (features, outputs))  # the next window's drift reference
-                self._keep_findings(key, row, decision.findings)  # and the next windows' history
+            ident = (window_id, decided_at[0])  # as the stored row names it (decided_at_ms is tx.now_ms)
+            self._keep_profiles(ident, (features, outputs))  # the next window's drift reference
+            self._keep_findings(key, ident, decision.findings)  # and the next windows' history
         alerting = sum(1 for f in findings if f.finding.alerting)
         log.info("window %s %s %s rows=%d partials=%d alerting=%s", key.model, key.model_version,
                  format_instant(key.start_ms), counts.rows, counts.partials,
                  sorted({f"{f.finding.feature}:{f.finding.test}:{f.finding.mode}" for f in findings if f.finding.alerting}))
         return Outcome(key, window_id, "decided" if window_id is not None else "already", len(findings), alerting)
 
-    def _profiles(self, row: WindowRow) -> tuple[Profile, Profile] | None:
-        """A decided window's profiles, decoded once while this process keeps them."""
-        found = self._decoded.get((row.id, row.decided_at_ms))
+    def _profiles(self, ident: tuple[int, int]) -> tuple[Profile, Profile] | None:
+        """A decided window's profiles (the window named by (id, decided_at_ms)), decoded once while this
+        process keeps them."""
+        found = self._decoded.get(ident)
         if found is not None:
-            if self.store.has_profiles(row.id):
-                self._decoded.move_to_end((row.id, row.decided_at_ms))
+            if self.store.has_profiles(ident[0]):
+                self._decoded.move_to_end(ident)
                 return found
-            del self._decoded[(row.id, row.decided_at_ms)]  # retention removed them
+            del self._decoded[ident]  # retention removed them
             return None
-        blobs = self.store.load_profiles(row.id)
+        blobs = self.store.load_profiles(ident[0])
         if blobs is None:
             return None
         found = (Profile.from_bytes(blobs[0]), Profile.from_bytes(blobs[1]))
-        self._keep_profiles(row, found)
+        self._keep_profiles(ident, found)
         return found
 
-    def _keep_profiles(self, row: WindowRow, profiles: tuple[Profile, Profile]) -> None:
-        self._decoded[(row.id, row.decided_at_ms)] = profiles
-        self._decoded.move_to_end((row.id, row.decided_at_ms))
+    def _keep_profiles(self, ident: tuple[int, int], profiles: tuple[Profile, Profile]) -> None:
+        self._decoded[ident] = profiles
+        self._decoded.move_to_end(ident)
         while len(self._decoded) > PROFILE_CACHE_WINDOWS:
             self._decoded.popitem(last=False)
 
@@ -259,7 +265,7 @@ class WindowDecider:
         row = self.store.window_at(key)
         if row is None or row.status != "decided":
             return None
-        profiles = self._profiles(row)
+        profiles = self._profiles((row.id, row.decided_at_ms))
         return None if profiles is None else (*profiles, row.id)
 
     def _skew_reference(self, key: WindowKey, end_ms: int, refs: References) -> tuple[Profile, Profile]:
@@ -292,11 +298,11 @@ class WindowDecider:
         if refs.skew_enabled:
             out.append(("skew", *self._skew_reference(key, end_ms, refs), None))
         if refs.drift:
-            previous = self.store.previous_window(key)
-            if previous is not None:
-                profiles = self._profiles(previous)
+            earlier = self._recent(key)  # the previous decided window is the newest of them
+            if earlier:
+                profiles = self._profiles(earlier[-1])
                 if profiles is not None:
-                    out.append(("drift", *profiles, previous.id))
+                    out.append(("drift", *profiles, earlier[-1][0]))
         if refs.seasonal is not None:
             earlier = self._stored(replace(key, start_ms=key.start_ms - PERIODS_MS[refs.seasonal.period]))
             if earlier is not None:
@@ -346,6 +352,11 @@ class WindowDecider:
         """What ``store.recent_findings`` answers, with the earlier windows' findings read from the store
         once per window: which windows they are is asked anew for every decision (another process may
         have decided one, retention may have removed one), their findings only for a window not seen yet."""
+        return [self._history[i].get((mode, family), []) for i in self._recent(key)]
+
+    def _recent(self, key: WindowKey) -> list[tuple[int, int]]:
+        """(id, decided_at_ms) of the last HISTORY_WINDOWS decided windows before ``key``, oldest first, asked
+        of the store once per decision, with their findings kept in ``_history``."""
         if self._history_ids is None:
             ids = self.store.recent_windows(key, HISTORY_WINDOWS)
             series = (key.model, key.model_version, key.segment)
@@ -363,9 +374,9 @@ class WindowDecider:
                 for i in self._series.popitem(last=False)[1]:
                     self._history.pop(i, None)
             self._history_ids = ids
-        return [self._history[i].get((mode, family), []) for i in self._history_ids]
+        return self._history_ids
 
-    def _keep_findings(self, key: WindowKey, row: WindowRow, findings: Sequence[FindingIn]) -> None:
+    def _keep_findings(self, key: WindowKey, ident: tuple[int, int], findings: Sequence[FindingIn]) -> None:
         """Add the window just stored to its series' history as the store would answer for it, so the next
         decision does not read it back. Only for a series already kept (else the next decision reads its
         history whole); which windows the history holds is still asked of the store every time."""
@@ -373,8 +384,7 @@ class WindowDecider:
         ids = self._series.get(series)
         if ids is None:
             return
-        ident = (row.id, row.decided_at_ms)
-        self._history[ident] = self.store.history_of(key, row.end_ms, findings)
+        self._history[ident] = self.store.history_of(key, findings)
         ids = [*ids, ident]
         for old in ids[:-HISTORY_WINDOWS]:
             self._history.pop(old, None)
@@ -390,7 +400,7 @@ class WindowDecider:
             return []
         runs: dict[tuple[str, str, str], list[FindingIn]] = {}
         for w in earlier:
-            profiles = self._profiles(w)
+            profiles = self._profiles((w.id, w.decided_at_ms))
             if profiles is None:
                 continue
             for f in self._compare(key, "median", *profiles, w.id, features, outputs, history=False):

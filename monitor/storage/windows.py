@@ -302,12 +302,12 @@ class WindowsStore:
         return out
 
     @staticmethod
-    def history_of(key: WindowKey, end_ms: int, findings: Sequence[Any]) -> dict[tuple[str, str], list[Finding]]:
+    def history_of(key: WindowKey, findings: Sequence[Any]) -> dict[tuple[str, str], list[Finding]]:
         """What :meth:`findings_by_window` will answer for the window just stored with these findings
         (``WindowDecision.findings``), made from the rows written rather than read back."""
         out: dict[tuple[str, str], list[Finding]] = {}
         for f in findings:
-            r = WindowsStore._finding_values(0, key, end_ms, f)
+            r = WindowsStore._finding_values(0, key, 0, f)
             out.setdefault((r[6], r[8]), []).append(_history_finding(
                 r[6], r[1], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16], r[18], r[20], r[21]))
         return out

@@ -123,7 +123,7 @@ def test_findings_by_window_reads_back_what_the_finding_rows_hold(store):
         assert repr(found[i]) == repr(expected[i])
     assert store.findings_by_window([]) == {}
     for d, i in zip(decisions, ids):  # what a decider keeps of the window it stored, without reading it back
-        assert repr(store.history_of(d.key, d.end_ms, d.findings)) == repr(expected[i])
+        assert repr(store.history_of(d.key, d.findings)) == repr(expected[i])
 
 
 def test_messages_are_bounded(store):
