@@ -263,22 +263,43 @@ class Policy:
                 raise ConfigError(f"must be an integer >= 1, got {value!r}", field=f"min_samples.{name.value}")
             minima[name] = value
         object.__setattr__(self, "min_samples", MappingProxyType(minima))
+        # every test's floor and minimum worked out once (a window asks for them a few hundred times);
+        # keyed by the members, which a test's name as a string finds too (TestName is a StrEnum)
+        floors_of, minima_of = {}, {}
+        for name in TestName:
+            try:
+                floors_of[name] = self._floor(name)
+                minima_of[name] = self._minimum(name)
+            except KeyError:  # a test with no floor: asking raises, as it always did
+                pass
+        object.__setattr__(self, "_floors_of", floors_of)
+        object.__setattr__(self, "_minima_of", minima_of)
 
     def floor(self, test: TestName | str) -> float:
-        name = TestName(test)
+        try:
+            return self._floors_of[test]  # type: ignore[attr-defined]
+        except KeyError:
+            return self._floor(TestName(test))
+
+    def minimum(self, test: TestName | str) -> int:
+        """Fewest values each side needs for ``test`` to decide (rule 0)."""
+        try:
+            return self._minima_of[test]  # type: ignore[attr-defined]
+        except KeyError:
+            return self._minimum(TestName(test))
+
+    def _floor(self, name: TestName) -> float:
         if name in self.floors:
             return self.floors[name]
         return self.trend.fraction * self.floors[_TREND_BASE[name]]
 
-    def minimum(self, test: TestName | str) -> int:
-        """Fewest values each side needs for ``test`` to decide (rule 0)."""
-        name = TestName(test)
+    def _minimum(self, name: TestName) -> int:
         if name in self.min_samples:
             return self.min_samples[name]
         base = _TREND_BASE.get(name)
         if base is not None:  # a trend needs its base test's minimum in the current window
-            return self.minimum(base)
-        return default_min_samples(name, floor=self.floor(name), min_count=self.min_count)
+            return self._minimum(base)
+        return default_min_samples(name, floor=self._floor(name), min_count=self.min_count)
 
 
 def _json_number(value: float | None) -> float | None:
