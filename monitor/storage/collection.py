@@ -15,11 +15,11 @@ import json
 from enum import StrEnum
 from typing import Iterable, NamedTuple, Sequence
 
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 
 from monitor.keys import WindowKey
 from monitor.storage import tables as t
-from monitor.storage.base import upsert
+from monitor.storage.base import key_clause, key_params, upsert
 from monitor.storage.rows import PartialIn, PartialRow, PartitionState, StreamState, WindowCounts
 
 __all__ = ["CollectionStore", "PartialOutcome", "DeadLetterCount", "DeadLetterExample"]
@@ -32,10 +32,14 @@ class PartialOutcome(StrEnum):
     DECIDED = "decided"  # its window was decided before it arrived
 
 
-def _key_filter(table, key: WindowKey):  # noqa: ANN001, ANN202
-    c = table.c
-    return and_(c.model == key.model, c.model_version == key.model_version, c.segment == key.segment,
-                c.start_ms == key.start_ms)
+# a partial's statements, built once and bound at each execution (key_params): the merge stage stores
+# every partial, a hundred a window and more
+_WINDOW_ID_AT = select(t.windows.c.id).where(key_clause(t.windows))
+_OVERLAPPING = select(t.partials.c.first_offset, t.partials.c.last_offset).where(
+    key_clause(t.partials), t.partials.c.source_topic == bindparam("topic"),
+    t.partials.c.source_partition == bindparam("partition"), t.partials.c.first_offset <= bindparam("last"),
+    t.partials.c.last_offset >= bindparam("first"))
+_INSERT_PARTIAL = insert(t.partials)
 
 
 class DeadLetterCount(NamedTuple):
@@ -62,28 +66,23 @@ class CollectionStore:
 
     def add_partial(self, p: PartialIn) -> PartialOutcome:
         key = p.key
-        c = t.partials.c
         with self.write("storing a partial") as conn:  # type: ignore[attr-defined]
-            if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
+            if conn.execute(_WINDOW_ID_AT, key_params(key)).first() is not None:
                 return PartialOutcome.DECIDED
-            same = conn.execute(
-                select(c.first_offset, c.last_offset).where(
-                    _key_filter(t.partials, key), c.source_topic == p.source_topic,
-                    c.source_partition == p.source_partition, c.first_offset <= p.last_offset,
-                    c.last_offset >= p.first_offset)
-            ).all()
+            same = conn.execute(_OVERLAPPING, key_params(key, topic=p.source_topic, partition=p.source_partition,
+                                                         first=p.first_offset, last=p.last_offset)).all()
             if same:
                 exact = any((r.first_offset, r.last_offset) == (p.first_offset, p.last_offset) for r in same)
                 return PartialOutcome.DUPLICATE if exact else PartialOutcome.OVERLAP
             n = p.counts
-            conn.execute(insert(t.partials).values(
-                model=key.model, model_version=key.model_version, segment=key.segment, start_ms=key.start_ms,
-                source_topic=p.source_topic, source_partition=p.source_partition, first_offset=p.first_offset,
-                last_offset=p.last_offset, end_ms=p.end_ms, rows=n.rows, records=n.records,
-                invalid_instances=n.invalid_instances, late_records=n.late_records,
-                duplicate_records=n.duplicate_records, features=p.features, outputs=p.outputs, sample=p.sample,
-                received_ms=self.now(),  # type: ignore[attr-defined]
-            ))
+            conn.execute(_INSERT_PARTIAL, {
+                "model": key.model, "model_version": key.model_version, "segment": key.segment,
+                "start_ms": key.start_ms, "source_topic": p.source_topic, "source_partition": p.source_partition,
+                "first_offset": p.first_offset, "last_offset": p.last_offset, "end_ms": p.end_ms, "rows": n.rows,
+                "records": n.records, "invalid_instances": n.invalid_instances, "late_records": n.late_records,
+                "duplicate_records": n.duplicate_records, "features": p.features, "outputs": p.outputs,
+                "sample": p.sample, "received_ms": self.now(),  # type: ignore[attr-defined]
+            })
         return PartialOutcome.ADDED
 
     def partials_for(self, key: WindowKey, *, blobs: bool = True) -> list[PartialRow]:
@@ -95,8 +94,8 @@ class CollectionStore:
         if blobs:
             columns += [c.features, c.outputs, c.sample]
         with self.read() as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(select(*columns).where(_key_filter(t.partials, key))
-                                .order_by(c.source_topic, c.source_partition, c.first_offset))
+            rows = conn.execute(select(*columns).where(key_clause(t.partials))
+                                .order_by(c.source_topic, c.source_partition, c.first_offset), key_params(key))
             if not blobs:  # by position: a decision reads 100 of these
                 return [PartialRow(key, end_ms, partition, first, last, WindowCounts(n, records, invalid, late, dups, 1),
                                    b"", b"", b"", topic)

@@ -13,14 +13,14 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import Boolean, Float, and_, delete, insert, select, update
+from sqlalchemy import Boolean, Float, Integer, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from monitor.decide import Finding
 from monitor.errors import StaleDecisionError
 from monitor.keys import WindowKey
 from monitor.storage import tables as t
-from monitor.storage.base import insert_rows
+from monitor.storage.base import insert_rows, key_clause, key_params
 from monitor.storage.rows import FindingRow, ScoreRow, WindowCounts, WindowDecision, WindowRow, json_float
 
 __all__ = ["WindowsStore", "DecisionTx", "MAX_MESSAGE"]
@@ -47,10 +47,23 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 14] + "… [truncated]"
 
 
-def _key_filter(table, key: WindowKey):  # noqa: ANN001, ANN202 - SQLAlchemy table
-    c = table.c
-    return and_(c.model == key.model, c.model_version == key.model_version, c.segment == key.segment,
-                c.start_ms == key.start_ms)
+# the statements a decision runs, built once and bound at each execution (key_params(key))
+_WINDOW_ID_AT = select(t.windows.c.id).where(key_clause(t.windows))
+_WINDOW_AT = select(t.windows).where(key_clause(t.windows))
+_INSERT_WINDOW = insert(t.windows).returning(t.windows.c.id)
+_INSERT_PROFILES = insert(t.window_profiles)
+_INSERT_SAMPLE = insert(t.window_samples)
+_DELETE_PARTIALS = delete(t.partials).where(key_clause(t.partials))
+_PARTIAL_IDS = select(t.partials.c.source_topic, t.partials.c.source_partition, t.partials.c.first_offset,
+                      t.partials.c.last_offset).where(key_clause(t.partials))
+_ADD_LATE = update(t.windows).where(key_clause(t.windows)).values(
+    late_records=t.windows.c.late_records + bindparam("added", type_=Integer))
+_HAS_PROFILES = select(t.window_profiles.c.window_id).where(t.window_profiles.c.window_id == bindparam("window_id"))
+_RECENT = (select(t.windows.c.id, t.windows.c.decided_at_ms)
+           .where(t.windows.c.model == bindparam("k_model"), t.windows.c.model_version == bindparam("k_version"),
+                  t.windows.c.segment == bindparam("k_segment"), t.windows.c.start_ms < bindparam("k_start"),
+                  t.windows.c.status == "decided")
+           .order_by(t.windows.c.start_ms.desc()).limit(bindparam("n", type_=Integer)))
 
 
 def _window_row(r: Any) -> WindowRow:
@@ -122,7 +135,7 @@ class WindowsStore:
         """Store one decided window in one transaction; ``None`` if the key was already decided."""
         key = d.key
         with self.write("saving a decided window") as conn:  # type: ignore[attr-defined]
-            if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
+            if conn.execute(_WINDOW_ID_AT, key_params(key)).first() is not None:
                 return None
             _check_partials(conn, key, d.partials)
             now = self.now()  # type: ignore[attr-defined]
@@ -137,10 +150,10 @@ class WindowsStore:
                     (*head, r[6], r[8], r[9], r[10], window_id, d.end_ms, r[11], r[13], r[14], r[15], r[17], r[19])
                     for r in rows
                 ], conflict=_SCORE_COLUMNS[:7], update=_SCORE_COLUMNS[7:], newer="end_ms")
-            conn.execute(insert(t.window_profiles).values(window_id=window_id, features=d.features, outputs=d.outputs))
+            conn.execute(_INSERT_PROFILES, {"window_id": window_id, "features": d.features, "outputs": d.outputs})
             if d.sample is not None:
-                conn.execute(insert(t.window_samples).values(window_id=window_id, rows=d.sample_rows, sample=d.sample))
-            conn.execute(delete(t.partials).where(_key_filter(t.partials, key)))
+                conn.execute(_INSERT_SAMPLE, {"window_id": window_id, "rows": d.sample_rows, "sample": d.sample})
+            conn.execute(_DELETE_PARTIALS, key_params(key))
             if react is not None:
                 react(DecisionTx(conn=conn, window_id=window_id, now_ms=now))
         return window_id
@@ -149,33 +162,30 @@ class WindowsStore:
                              partials: frozenset[tuple[str, int, int, int]] | None = None) -> int | None:
         """Keep a window that could not be processed, with its error (it is skipped, not retried)."""
         with self.write("saving a failed window") as conn:  # type: ignore[attr-defined]
-            if conn.execute(select(t.windows.c.id).where(_key_filter(t.windows, key))).first() is not None:
+            if conn.execute(_WINDOW_ID_AT, key_params(key)).first() is not None:
                 return None
             _check_partials(conn, key, partials)
             window_id = self._insert_window(conn, key, end_ms, counts, status="failed", error=_clip(error),
                                             now=self.now(), n_findings=0, n_alerting=0)  # type: ignore[attr-defined]
-            conn.execute(delete(t.partials).where(_key_filter(t.partials, key)))
+            conn.execute(_DELETE_PARTIALS, key_params(key))
         return window_id
 
     def add_late_records(self, key: WindowKey, records: int) -> bool:
         """Count records that reached a window after it was decided; False when it is not stored."""
         with self.write("counting late records") as conn:  # type: ignore[attr-defined]
-            done = conn.execute(update(t.windows).where(_key_filter(t.windows, key))
-                                .values(late_records=t.windows.c.late_records + records))
+            done = conn.execute(_ADD_LATE, key_params(key, added=records))
         return bool(done.rowcount)
 
     @staticmethod
     def _insert_window(conn: Connection, key: WindowKey, end_ms: int, counts: WindowCounts, *, status: str,
                        error: str | None, now: int, n_findings: int, n_alerting: int) -> int:
-        return int(conn.execute(
-            insert(t.windows).values(
-                model=key.model, model_version=key.model_version, segment=key.segment, start_ms=key.start_ms,
-                end_ms=end_ms, status=status, error=error, rows=counts.rows, records=counts.records,
-                invalid_instances=counts.invalid_instances, late_records=counts.late_records,
-                duplicate_records=counts.duplicate_records, partials=counts.partials, findings=n_findings,
-                alerting=n_alerting, decided_at_ms=now,
-            ).returning(t.windows.c.id)
-        ).scalar_one())
+        return int(conn.execute(_INSERT_WINDOW, {
+            "model": key.model, "model_version": key.model_version, "segment": key.segment, "start_ms": key.start_ms,
+            "end_ms": end_ms, "status": status, "error": error, "rows": counts.rows, "records": counts.records,
+            "invalid_instances": counts.invalid_instances, "late_records": counts.late_records,
+            "duplicate_records": counts.duplicate_records, "partials": counts.partials, "findings": n_findings,
+            "alerting": n_alerting, "decided_at_ms": now,
+        }).scalar_one())
 
     @staticmethod
     def _finding_values(window_id: int, key: WindowKey, end_ms: int, f: Any) -> tuple:
@@ -198,7 +208,7 @@ class WindowsStore:
 
     def window_at(self, key: WindowKey) -> WindowRow | None:
         with self.read() as conn:  # type: ignore[attr-defined]
-            r = conn.execute(select(t.windows).where(_key_filter(t.windows, key))).first()
+            r = conn.execute(_WINDOW_AT, key_params(key)).first()
         return None if r is None else _window_row(r)
 
     def is_decided(self, key: WindowKey) -> bool:
@@ -275,13 +285,8 @@ class WindowsStore:
         of a deleted newest row."""
         if windows <= 0:
             return []
-        w = t.windows.c
         with self.read() as conn:  # type: ignore[attr-defined]
-            found = [(r.id, r.decided_at_ms) for r in conn.execute(
-                select(w.id, w.decided_at_ms).where(w.model == key.model, w.model_version == key.model_version,
-                                                    w.segment == key.segment, w.start_ms < key.start_ms,
-                                                    w.status == "decided")
-                .order_by(w.start_ms.desc()).limit(windows))]
+            found = [(i, decided) for i, decided in conn.execute(_RECENT, key_params(key, n=windows))]
         found.reverse()
         return found
 
@@ -333,9 +338,8 @@ class WindowsStore:
 
     def has_profiles(self, window_id: int) -> bool:
         """Whether a decided window still has its profiles (retention may have removed them)."""
-        c = t.window_profiles.c
         with self.read() as conn:  # type: ignore[attr-defined]
-            return conn.execute(select(c.window_id).where(c.window_id == window_id)).first() is not None
+            return conn.execute(_HAS_PROFILES, {"window_id": window_id}).first() is not None
 
     def load_sample(self, window_id: int) -> bytes | None:
         c = t.window_samples.c
@@ -362,9 +366,7 @@ def _check_partials(conn: Connection, key: WindowKey, used: frozenset[tuple[str,
     still those decided from, else :class:`StaleDecisionError` (rolled back; the partials stay)."""
     if used is None:
         return
-    c = t.partials.c
-    stored = {(r.source_topic, r.source_partition, r.first_offset, r.last_offset) for r in conn.execute(
-        select(c.source_topic, c.source_partition, c.first_offset, c.last_offset).where(_key_filter(t.partials, key)))}
+    stored = set(map(tuple, conn.execute(_PARTIAL_IDS, key_params(key))))
     if stored != used:
         raise StaleDecisionError(f"window {key.model} {key.model_version} {key.segment!r} {key.start_ms}: "
                                  f"{len(stored)} partials stored, {len(used)} decided from")
