@@ -20,6 +20,7 @@ from collectors.partition import Resolved
 from collectors.segments import segmenter_for
 from monitor.bundle import Bundle, resolve_bundle
 from monitor.errors import BundleError, SchemaError
+from monitor.lru import remember
 from monitor.references import Segments
 from monitor.record import DeadLetterReason
 from monitor.stats import Profile
@@ -69,10 +70,7 @@ class BaselineCache:
             model_known = (self.models_dir / model).is_dir() if model and "/" not in model and model not in (".", "..") else False
             reason = DeadLetterReason.UNKNOWN_VERSION if model_known else DeadLetterReason.UNKNOWN_MODEL
             resolved = Resolved(specs=None, reason=reason, detail=str(exc)[:300])
-            self._misses[key] = (now, resolved)
-            self._misses.move_to_end(key)
-            while len(self._misses) > self._max_misses:
-                self._misses.popitem(last=False)
+            remember(self._misses, key, (now, resolved), self._max_misses)
             self._log_miss(model, version, reason, now)
             return resolved
         self._misses.pop(key, None)

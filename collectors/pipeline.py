@@ -38,6 +38,7 @@ from monitor.config import MonitorConfig
 from monitor.errors import BundleError, SchemaError, StaleDecisionError, StatisticsError, StoreError
 from monitor.evaluate import evaluate
 from monitor.keys import ALL_TRAFFIC, WindowKey
+from monitor.lru import remember
 from monitor.references import OTHER_SEGMENT, References
 from monitor.slots import PERIODS_MS, window_slot
 from monitor.stats import Profile
@@ -156,14 +157,14 @@ class WindowDecider:
         c = p.counts  # as partials_for reads it back: one partial each
         counts = WindowCounts(c.rows, c.records, c.invalid_instances, c.late_records, c.duplicate_records, 1)
         if running is None:
-            self._running[p.key] = running = _Running(ident, features, outputs, sample, counts, p.end_ms)
+            running = _Running(ident, features, outputs, sample, counts, p.end_ms)
         elif ident not in running.ids:
             running.ids.add(ident)
             running.features, running.outputs, running.sample = features, outputs, sample
             running.counts, running.end_ms = running.counts + counts, max(running.end_ms, p.end_ms)
-            self._running.move_to_end(p.key)
-        while len(self._running) > RUNNING_WINDOWS:
-            self._running.popitem(last=False)
+        else:
+            return  # this partial is folded in already
+        remember(self._running, p.key, running, RUNNING_WINDOWS)
 
     def decide(self, key: WindowKey, *, extra_late: int = 0) -> Outcome:
         self._pinned = self._config()
@@ -255,10 +256,7 @@ class WindowDecider:
         return found
 
     def _keep_profiles(self, ident: tuple[int, int], profiles: tuple[Profile, Profile]) -> None:
-        self._decoded[ident] = profiles
-        self._decoded.move_to_end(ident)
-        while len(self._decoded) > PROFILE_CACHE_WINDOWS:
-            self._decoded.popitem(last=False)
+        remember(self._decoded, ident, profiles, PROFILE_CACHE_WINDOWS)
 
     def _stored(self, key: WindowKey) -> tuple[Profile, Profile, int] | None:
         """A decided window's profiles and id, if it is stored (and kept its profiles)."""
@@ -369,9 +367,8 @@ class WindowDecider:
                 found = self.store.findings_by_window([i for i, _decided in missing])
                 for i in missing:
                     self._history[i] = found[i[0]]
-            self._series[series] = ids
-            while len(self._series) > HISTORY_SERIES:
-                for i in self._series.popitem(last=False)[1]:
+            for dropped in remember(self._series, series, ids, HISTORY_SERIES):
+                for i in dropped:
                     self._history.pop(i, None)
             self._history_ids = ids
         return self._history_ids

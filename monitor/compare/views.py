@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from monitor.lru import remember
 from monitor.stats import grid
 from monitor.stats.categorical import category_key
 
@@ -309,8 +310,5 @@ class ViewCache:
             self._views.move_to_end(key)
             return kept[3]
         view = NumericView(stats) if numeric else CategoricalView(stats)
-        self._views[key] = (stats, count, missing, view)
-        self._views.move_to_end(key)
-        while len(self._views) > self.capacity:
-            self._views.popitem(last=False)
+        remember(self._views, key, (stats, count, missing, view), self.capacity)
         return view
