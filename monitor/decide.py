@@ -533,13 +533,12 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
     wanted = {_key(f) for f in findings if f.mode in FIXED_REFERENCE_MODES and TestName(f.test) in TREND_OF}
     if not wanted:
         return ()  # drift mode, or no test with a trend: the history is not read
-    past: dict[tuple[str, str, str, str], list[float]] = {}
-    for window in history:
+    past: dict[tuple[str, str, str, str], list[float]] = {k: [] for k in wanted}
+    for window in history:  # some 30 windows of a hundred findings each: the key made inline
         for g in window:
-            if g.verdict != "insufficient_data":
-                k = _key(g)
-                if k in wanted:
-                    past.setdefault(k, []).append(g.effect)
+            series = past.get((g.model, g.feature, g.test, g.mode))
+            if series is not None and g.verdict != "insufficient_data":
+                series.append(g.effect)
     candidates: list[tuple[Finding, TestResult | None, Policy]] = []
     series_of: list[tuple[int, int, TestName, list[float], int]] = []  # (candidate, windows, test, effects, n)
     for f in findings:

@@ -311,10 +311,12 @@ class WindowsStore:
         """What :meth:`findings_by_window` will answer for the window just stored with these findings
         (``WindowDecision.findings``), made from the rows written rather than read back."""
         out: dict[tuple[str, str], list[Finding]] = {}
-        for f in findings:
-            r = WindowsStore._finding_values(0, key, 0, f)
-            out.setdefault((r[6], r[8]), []).append(_history_finding(
-                r[6], r[1], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16], r[18], r[20], r[21]))
+        for f in findings:  # the values _finding_values writes, in the order findings_by_window reads them
+            g: Finding = f.finding
+            out.setdefault((g.mode, f.family), []).append(_history_finding(
+                g.mode, key.model, g.feature, g.test, json_float(g.statistic), _float(g.p_value), _float(g.q_value),
+                json_float(g.effect), json_float(g.floor), bool(g.significant), f.raw_verdict or g.verdict,
+                _clip(g.message), getattr(g, "min_samples", None)))
         return out
 
     def latest_scores(self, *, model: str | None = None) -> list[ScoreRow]:
