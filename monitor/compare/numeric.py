@@ -282,10 +282,10 @@ def _bin_shares(r: NumericView, c: NumericView) -> tuple[np.ndarray, np.ndarray]
 
     def compute() -> tuple[object, np.ndarray]:
         cur = np.clip(np.diff(np.concatenate(([0.0], c.cdf(edges), [1.0]))), 0.0, None)
-        return r, cur / cur.sum()
+        return r.stats, cur / cur.sum()
 
-    owner, cur = c.memo(("bins", id(r)), compute)
-    if owner is not r:  # a different reference that reused the id: recompute
+    owner, cur = c.memo(("bins", id(r)), compute)  # with r's statistics, not r (see views.aligned)
+    if owner is not r.stats:  # a different reference that reused the id: recompute
         _, cur = compute()
     return ref, cur
 

@@ -229,7 +229,7 @@ def aligned(r: CategoricalView, c: CategoricalView) -> Aligned:
             ref = np.array([r.counts.get(k, 0) for k in keys], dtype=np.float64)
             cur = np.array([c.counts.get(k, 0) for k in keys], dtype=np.float64)
             unseen = {k: n for k, n in c.counts.items() if k not in r.counts}
-            return r, Aligned(keys, ref, cur, unseen, False)
+            return r.stats, Aligned(keys, ref, cur, unseen, False)
         shift = max(v.buckets.shift for v in (r, c) if v.buckets is not None)  # type: ignore[union-attr]
         rb, cb = r.by_bucket(shift), c.by_bucket(shift)
         keys_out: list[object] = []
@@ -251,11 +251,13 @@ def aligned(r: CategoricalView, c: CategoricalView) -> Aligned:
                 keys_out.append(HashBucket(shift, bid))
                 ref_out.append(r_total)
                 cur_out.append(c_total)
-        return r, Aligned(tuple(keys_out), np.array(ref_out, dtype=np.float64), np.array(cur_out, dtype=np.float64),
+        return r.stats, Aligned(tuple(keys_out), np.array(ref_out, dtype=np.float64), np.array(cur_out, dtype=np.float64),
                           unseen, approximate)
 
+    # kept under the reference's id with its statistics (not the view: a kept view of the next window would
+    # hold this one, which holds the one before, and so on through every window decided)
     owner, result = c.memo(("aligned", id(r)), compute)
-    if owner is not r:  # a different reference that reused the id: recompute
+    if owner is not r.stats:  # a different reference that reused the id: recompute
         _, result = compute()
     return result
 

@@ -273,3 +273,24 @@ def test_a_kept_view_is_not_used_once_its_statistics_changed(reference, window):
         views.numeric(reference.features[name])
     assert len(views) == 4  # the least recently used dropped
     assert repr(run(reference, current, views=views).findings) == repr(run(reference, current).findings)
+
+
+def test_kept_views_do_not_hold_on_to_every_earlier_window(reference):
+    """Each window compared with the one before: a kept view must not keep the previous window's view
+    alive (through what it memoised against it), or every window ever decided stays in memory."""
+    import gc
+
+    from monitor.compare.views import CategoricalView, NumericView, ViewCache
+
+    rng = np.random.default_rng(6)
+    views = ViewCache(capacity=4 * len(SPECS))
+    previous = None
+    for _ in range(30):
+        current = profile(synthetic(rng, 500, drift=False))
+        run(reference, current, mode="skew", views=views)
+        if previous is not None:
+            run(previous, current, mode="drift", views=views)
+        previous = current
+    gc.collect()
+    alive = sum(1 for o in gc.get_objects() if isinstance(o, (NumericView, CategoricalView)))
+    assert alive <= views.capacity, alive  # 30 windows chained would be some 240
