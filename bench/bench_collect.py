@@ -169,7 +169,9 @@ def rss_kb(pid: int) -> int:
 
 
 def run_collectors(bootstrap: str, models_dir: Path, windows: int, processes: int, *, watch_rss: bool = False,
-                   timeout: float = 900) -> dict:
+                   timeout: float = 900, split: bool = False) -> dict:
+    """``processes`` collectors running both stages, or with ``split`` that many partial-stage processes and
+    one merge-stage process (``SKEWWATCH_COLLECTOR_STAGES``)."""
     state = Path(tempfile.mkdtemp(prefix="bench-collect-"))
     run = time.time_ns()
     # every run its own group and its own partials and dead-letter topics: a new merge group reads its
@@ -181,10 +183,12 @@ def run_collectors(bootstrap: str, models_dir: Path, windows: int, processes: in
            "SKEWWATCH_IDLE_CLOSE_SECONDS": "30", "SKEWWATCH_MAX_POLL_INTERVAL_MS": "3000",
            "SKEWWATCH_LOG_LEVEL": "INFO", "TF_CPP_MIN_LOG_LEVEL": "3"}
     procs, logs = [], []
-    for i in range(processes):
+    stages = ["partials"] * processes + ["merge"] if split else ["both"] * processes
+    for i, stage in enumerate(stages):
         log = open(state / f"c{i}.log", "wb")
         logs.append(log)
-        procs.append(subprocess.Popen([sys.executable, "-m", "skewwatch", "collect"], cwd=ROOT, env=env, stdout=log,
+        procs.append(subprocess.Popen([sys.executable, "-m", "skewwatch", "collect"], cwd=ROOT,
+                                      env={**env, "SKEWWATCH_COLLECTOR_STAGES": stage}, stdout=log,
                                       stderr=subprocess.STDOUT))
     db = state / "state" / "skewwatch.sqlite3"
     deadline = time.monotonic() + timeout
@@ -207,7 +211,7 @@ def run_collectors(bootstrap: str, models_dir: Path, windows: int, processes: in
         end_ms = max(w.decided_at_ms for w in ws)
         rows_total = sum(w.rows for w in ws)
         firsts = []
-        for i in range(processes):
+        for i in range(len(stages)):
             for line in (state / f"c{i}.log").read_text().splitlines():
                 if "first record consumed at" in line:
                     firsts.append(int(line.rsplit("at ", 1)[1].split()[0]))
@@ -246,6 +250,11 @@ def throughput(args: argparse.Namespace) -> None:
                 out = run_collectors(broker.bootstrap_servers, models_dir, windows, n)
                 assert out["rows"] == args.records * args.instances, out
                 results.setdefault(f"skewwatch collect x{n}", []).append(args.records / out["seconds"])
+            if args.split_stages:
+                out = run_collectors(broker.bootstrap_servers, models_dir, windows, 1, split=True)
+                assert out["rows"] == args.records * args.instances, out
+                results.setdefault("skewwatch collect, partial stage + merge stage processes", []).append(
+                    args.records / out["seconds"])
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f} rec/s" for k, v in results.items()), flush=True)
     yard = statistics.median(results["bare kafka-python read+decode"])
     print(f"\n| reader ({args.instances}-instance records) | records/s (median of {args.rounds}) | instances/s | "
@@ -350,6 +359,8 @@ def main() -> None:
     ap.add_argument("--processes", default="1")
     ap.add_argument("--models-dir", default=str(Path(tempfile.gettempdir()) / "skewwatch-bench-models"))
     ap.add_argument("--merge-only", action="store_true")
+    ap.add_argument("--split-stages", action="store_true",
+                    help="also run one partial-stage process beside one merge-stage process")
     ap.add_argument("--merge-windows", type=int, default=40)
     ap.add_argument("--rss", action="store_true")
     args = ap.parse_args()
