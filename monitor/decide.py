@@ -540,7 +540,7 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
             if series is not None and g.verdict != "insufficient_data":
                 series.append(g.effect)
     candidates: list[tuple[Finding, TestResult | None, Policy]] = []
-    series_of: list[tuple[int, int, TestName, list[float], int]] = []  # (candidate, windows, test, effects, n)
+    series_of: list[tuple[int, TestName, list[float], int]] = []  # (candidate, trend test, effects, n)
     for f in findings:
         base = TestName(f.test)
         trend_name = TREND_OF.get(base)
@@ -556,11 +556,12 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
             r = TestResult(test=trend_name, statistic=0.0, p_value=None, effect=0.0, n_reference=0, n_current=n,
                            computed=False, note="this window has too little data for the base test")
         else:
-            series_of.append((len(candidates), len(series) + 1, trend_name, [*series, f.effect], n))
+            series_of.append((len(candidates), trend_name, [*series, f.effect], n))
         candidates.append((f, r, pol))
-    computed = trend_results([(name, effects, n, n) for _i, _w, name, effects, n in series_of])
-    for (i, windows, name, _effects, n), r in zip(series_of, computed):
+    computed = trend_results([(name, effects, n, n) for _i, name, effects, n in series_of])
+    for (i, name, effects, n), r in zip(series_of, computed):
         f, _none, pol = candidates[i]
+        windows = len(effects)
         if windows < pol.trend.min_windows and r.computed:
             r = TestResult(test=name, statistic=0.0, p_value=None, effect=0.0, n_reference=n, n_current=n,
                            computed=False, note=f"{windows} windows, needs {pol.trend.min_windows}")

@@ -39,11 +39,24 @@ def mann_kendall(series: Sequence[float]) -> tuple[float, float]:
     diff = np.sign(e[None, :] - e[:, None])
     s = float(np.triu(diff, k=1).sum())
     _, ties = np.unique(e, return_counts=True)
-    var = (n * (n - 1) * (2 * n + 5) - float(np.sum(ties * (ties - 1) * (2 * ties + 5)))) / 18.0
+    return s, _p_rising(s, n, float(np.sum(ties * (ties - 1) * (2 * ties + 5))))
+
+
+def _p_rising(s: float, n: int, ties: float) -> float:
+    """One-sided p of Mann-Kendall S for ``n`` points (continuity-corrected normal approximation);
+    ``ties``: the sum over tie groups of t(t-1)(2t+5)."""
+    var = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
     if s <= 0 or var <= 0:
-        return s, 1.0
-    z = (s - 1.0) / math.sqrt(var)
-    return s, float(special.ndtr(-z))
+        return 1.0
+    return float(special.ndtr(-((s - 1.0) / math.sqrt(var))))
+
+
+def _sen_result(test: TestName, s: float, p: float, slope: float, intercept: float, n: int, first: float,
+                last: float, n_current: int, n_reference: int) -> TestResult:
+    """The trend result: effect = Sen's line at the current (last) window, never below 0."""
+    level = max(intercept + slope * (n - 1), 0.0)
+    return TestResult(test=test, statistic=s, p_value=p, effect=level, n_reference=n_reference, n_current=n_current,
+                      details=(("slope", slope), ("windows", float(n)), ("first", first), ("last", last)))
 
 
 def trend(*, test: TestName, effects: Sequence[float], n_current: int, n_reference: int) -> TestResult:
@@ -62,9 +75,7 @@ def trend(*, test: TestName, effects: Sequence[float], n_current: int, n_referen
     i, j = np.triu_indices(n, k=1)
     slope = float(np.median((e[j] - e[i]) / (j - i)))
     intercept = float(np.median(e - slope * np.arange(n)))
-    level = max(intercept + slope * (n - 1), 0.0)
-    return TestResult(test=test, statistic=s, p_value=p, effect=level, n_reference=n_reference, n_current=n_current,
-                      details=(("slope", slope), ("windows", float(n)), ("first", float(e[0])), ("last", float(e[-1]))))
+    return _sen_result(test, s, p, slope, intercept, n, float(e[0]), float(e[-1]), n_current, n_reference)
 
 
 def trends(items: Sequence[tuple[TestName, Sequence[float], int, int]]) -> list[TestResult]:
@@ -92,11 +103,7 @@ def trends(items: Sequence[tuple[TestName, Sequence[float], int, int]]) -> list[
         intercepts = np.median(e - slopes[:, None] * np.arange(n), axis=1)
         for r, i in enumerate(rows):
             test, _effects, n_current, n_reference = items[i]
-            s_r, slope, intercept = float(s[r]), float(slopes[r]), float(intercepts[r])
-            v_r = (n * (n - 1) * (2 * n + 5) - float(ties[r])) / 18.0
-            p = 1.0 if s_r <= 0 or v_r <= 0 else float(special.ndtr(-((s_r - 1.0) / math.sqrt(v_r))))
-            level = max(intercept + slope * (n - 1), 0.0)
-            out[i] = TestResult(test=test, statistic=s_r, p_value=p, effect=level, n_reference=n_reference,
-                                n_current=n_current, details=(("slope", slope), ("windows", float(n)),
-                                                              ("first", float(e[r, 0])), ("last", float(e[r, -1]))))
+            s_r = float(s[r])
+            out[i] = _sen_result(test, s_r, _p_rising(s_r, n, float(ties[r])), float(slopes[r]), float(intercepts[r]),
+                                 n, float(e[r, 0]), float(e[r, -1]), n_current, n_reference)
     return out  # type: ignore[return-value]

@@ -308,7 +308,7 @@ class ViewCache:
         key = (id(stats), numeric)
         kept = self._views.get(key)
         count, missing = int(stats.count), int(stats.missing)
-        if kept is not None and kept[0] is stats and kept[1] == count and kept[2] == missing:
+        if kept is not None and kept[1] == count and kept[2] == missing:  # kept[0] holds the id: it is stats
             self._views.move_to_end(key)
             return kept[3]
         view = NumericView(stats) if numeric else CategoricalView(stats)

@@ -21,6 +21,7 @@ from monitor.keys import WindowKey
 from monitor.storage import tables as t
 from monitor.storage.base import key_clause, key_params, upsert
 from monitor.storage.rows import PartialIn, PartialRow, PartitionState, StreamState, WindowCounts
+from monitor.storage.windows import WINDOW_ID_AT
 
 __all__ = ["CollectionStore", "PartialOutcome", "DeadLetterCount", "DeadLetterExample"]
 
@@ -34,7 +35,6 @@ class PartialOutcome(StrEnum):
 
 # a partial's statements, built once and bound at each execution (key_params): the merge stage stores
 # every partial, a hundred a window and more
-_WINDOW_ID_AT = select(t.windows.c.id).where(key_clause(t.windows))
 _OVERLAPPING = select(t.partials.c.first_offset, t.partials.c.last_offset).where(
     key_clause(t.partials), t.partials.c.source_topic == bindparam("topic"),
     t.partials.c.source_partition == bindparam("partition"), t.partials.c.first_offset <= bindparam("last"),
@@ -67,7 +67,7 @@ class CollectionStore:
     def add_partial(self, p: PartialIn) -> PartialOutcome:
         key = p.key
         with self.write("storing a partial") as conn:  # type: ignore[attr-defined]
-            if conn.execute(_WINDOW_ID_AT, key_params(key)).first() is not None:
+            if conn.execute(WINDOW_ID_AT, key_params(key)).first() is not None:
                 return PartialOutcome.DECIDED
             same = conn.execute(_OVERLAPPING, key_params(key, topic=p.source_topic, partition=p.source_partition,
                                                          first=p.first_offset, last=p.last_offset)).all()

@@ -48,7 +48,7 @@ def _clip(text: str) -> str:
 
 
 # the statements a decision runs, built once and bound at each execution (key_params(key))
-_WINDOW_ID_AT = select(t.windows.c.id).where(key_clause(t.windows))
+WINDOW_ID_AT = select(t.windows.c.id).where(key_clause(t.windows))  # is the window decided (the partials use it too)
 _WINDOW_AT = select(t.windows).where(key_clause(t.windows))
 _INSERT_WINDOW = insert(t.windows).returning(t.windows.c.id)
 _INSERT_PROFILES = insert(t.window_profiles)
@@ -135,7 +135,7 @@ class WindowsStore:
         """Store one decided window in one transaction; ``None`` if the key was already decided."""
         key = d.key
         with self.write("saving a decided window") as conn:  # type: ignore[attr-defined]
-            if conn.execute(_WINDOW_ID_AT, key_params(key)).first() is not None:
+            if conn.execute(WINDOW_ID_AT, key_params(key)).first() is not None:
                 return None
             _check_partials(conn, key, d.partials)
             now = self.now()  # type: ignore[attr-defined]
@@ -162,7 +162,7 @@ class WindowsStore:
                              partials: frozenset[tuple[str, int, int, int]] | None = None) -> int | None:
         """Keep a window that could not be processed, with its error (it is skipped, not retried)."""
         with self.write("saving a failed window") as conn:  # type: ignore[attr-defined]
-            if conn.execute(_WINDOW_ID_AT, key_params(key)).first() is not None:
+            if conn.execute(WINDOW_ID_AT, key_params(key)).first() is not None:
                 return None
             _check_partials(conn, key, partials)
             window_id = self._insert_window(conn, key, end_ms, counts, status="failed", error=_clip(error),
@@ -311,12 +311,10 @@ class WindowsStore:
         """What :meth:`findings_by_window` will answer for the window just stored with these findings
         (``WindowDecision.findings``), made from the rows written rather than read back."""
         out: dict[tuple[str, str], list[Finding]] = {}
-        for f in findings:  # the values _finding_values writes, in the order findings_by_window reads them
-            g: Finding = f.finding
-            out.setdefault((g.mode, f.family), []).append(_history_finding(
-                g.mode, key.model, g.feature, g.test, json_float(g.statistic), _float(g.p_value), _float(g.q_value),
-                json_float(g.effect), json_float(g.floor), bool(g.significant), f.raw_verdict or g.verdict,
-                _clip(g.message), getattr(g, "min_samples", None)))
+        for f in findings:
+            r = WindowsStore._finding_values(0, key, 0, f)  # FINDING_COLUMNS order
+            out.setdefault((r[6], r[8]), []).append(_history_finding(
+                r[6], r[1], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16], r[18], r[20], r[21]))
         return out
 
     def latest_scores(self, *, model: str | None = None) -> list[ScoreRow]:
