@@ -1,6 +1,6 @@
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY monitor monitor
 COPY collectors collectors
 COPY alerts alerts
@@ -8,4 +8,7 @@ COPY trainer trainer
 COPY serving serving
 COPY skewwatch skewwatch
 COPY data data
-RUN pip install --no-cache-dir -c constraints.txt '.[train]'
+# gcc only while installing: it builds the collector's C fast path (collectors/_scan.c)
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir -c constraints.txt '.[train]' \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*

@@ -4,13 +4,14 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# the compiled fast path (collectors/_scan.c) is built by the install too: a change to it reinstalls
+STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt setup.py collectors/_scan.c | cksum | cut -d' ' -f1)
 
 .PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py collectors/_scan.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel

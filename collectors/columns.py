@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -51,7 +51,12 @@ class Checked:
         self.keep = keep
 
 
-def _numeric(col: list[Any], name: str, bad: set[int], errors: list[str]) -> np.ndarray:
+def _row(i: int) -> str:
+    return f"row {i}"
+
+
+def _numeric(col: list[Any], name: str, bad: set[int], errors: list[str], row_name: Callable[[int], str] = _row,
+             ) -> np.ndarray:
     if set(map(type, col)) <= _NUMERIC_OK:
         try:
             return np.array(col, dtype=np.float64)
@@ -73,7 +78,7 @@ def _numeric(col: list[Any], name: str, bad: set[int], errors: list[str]) -> np.
         bad.add(i)
         out[i] = np.nan
         if len(errors) < 20:
-            errors.append(f"row {i}: {name!r}: {problem}")
+            errors.append(f"{row_name(i)}: {name!r}: {problem}")
     return out
 
 
@@ -90,7 +95,8 @@ def _counted(col: list[Any], name: str) -> Tally | None:
     return tally_counted(counts, col, feature=name)
 
 
-def _categorical(col: list[Any], name: str, bad: set[int], errors: list[str]) -> np.ndarray:
+def _categorical(col: list[Any], name: str, bad: set[int], errors: list[str], row_name: Callable[[int], str] = _row,
+                 ) -> np.ndarray:
     types = set(map(type, col))
     arr = np.empty(len(col), dtype=object)
     if types <= _CATEGORICAL_OK:
@@ -107,12 +113,14 @@ def _categorical(col: list[Any], name: str, bad: set[int], errors: list[str]) ->
             arr[i] = None
             bad.add(i)
             if len(errors) < 20:
-                errors.append(f"row {i}: {name!r}: expected a string, number or bool, got {type(v).__name__}")
+                errors.append(f"{row_name(i)}: {name!r}: expected a string, number or bool, got {type(v).__name__}")
     return arr
 
 
-def check_columns(columns: Mapping[str, Sequence[Any]], rows: int, specs: Sequence[FeatureSpec]) -> Checked:
-    """The spec features of ``columns`` (``rows`` values each) with invalid rows removed."""
+def check_columns(columns: Mapping[str, Sequence[Any]], rows: int, specs: Sequence[FeatureSpec], *,
+                  row_name: Callable[[int], str] = _row) -> Checked:
+    """The spec features of ``columns`` (``rows`` values each) with invalid rows removed; an error
+    names its row by ``row_name(index)`` ("row 3" by default)."""
     bad: set[int] = set()
     errors: list[str] = []
     out: dict[str, np.ndarray | Tally] = {}
@@ -128,7 +136,7 @@ def check_columns(columns: Mapping[str, Sequence[Any]], rows: int, specs: Sequen
                 out[spec.name] = t
                 counted[spec.name] = col
                 continue
-        out[spec.name] = (_numeric if spec.kind == "numeric" else _categorical)(col, spec.name, bad, errors)
+        out[spec.name] = (_numeric if spec.kind == "numeric" else _categorical)(col, spec.name, bad, errors, row_name)
     keep = None
     if bad:
         keep = np.ones(rows, dtype=bool)

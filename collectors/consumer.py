@@ -56,7 +56,8 @@ def timing_from(settings: Settings) -> Timing:
                   idle_ms=int(settings.idle_close_seconds * 1000),
                   min_event_ms=parse_instant(settings.min_event_time, what="min_event_time"),
                   max_future_ms=int(settings.max_event_time_future_seconds * 1000),
-                  max_record_bytes=settings.max_record_bytes, sample_records=settings.sample_records)
+                  max_record_bytes=settings.max_record_bytes, sample_records=settings.sample_records,
+                  native_scan=settings.native_scan)
 
 
 class _Checkpointer(threading.Thread):

@@ -8,6 +8,12 @@ not folded in), and a bounded, deterministic row sample is kept: the ``sample_re
 with the smallest hash of their request id, which is a uniform sample and merges exactly (the
 union's smallest hashes), so a window's sample does not depend on how its records were split.
 
+A record read by the C fast path (:mod:`collectors.scanned`: header only, values still in the
+message bytes) is committed straight into C-side pending rows, float64 buffers and counted strings
+(:func:`collectors.scanned.new_pending`), and folded in at the same flushes; a record the fast path
+declines is decoded and buffered as lists. The statistics do not depend on how rows are batched,
+so the profiles are the same bytes either way.
+
 Closing gives a :class:`ClosedPartial`: the window key, its identity in the source partition
 (first and last offset of the records it holds) and the byte-stable profiles. The merge stage
 merges the partials of a window from every partition.
@@ -20,6 +26,7 @@ for a uuid4 (200,000 ids is about 20 MB); beyond that duplicates are no longer d
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import zlib
 from dataclasses import dataclass
@@ -27,11 +34,15 @@ from typing import Any, Sequence
 
 import orjson
 
+import numpy as np
+
+from collectors import scanned
 from collectors.columns import MAX_CATEGORY_CHARS, check_columns, clip_category, output_arrays
 from monitor.keys import WindowKey
 from monitor.record import LoggedRecord
 from monitor.schema import FeatureSpec
 from monitor.stats import Profile
+from monitor.stats.categorical import Tally
 from monitor.storage.rows import WindowCounts
 
 __all__ = ["ClosedPartial", "OpenPartial", "best_samples", "merge_samples", "record_hash", "sample_table"]
@@ -76,7 +87,7 @@ class ClosedPartial:
 
 class OpenPartial:
     __slots__ = ("key", "end_ms", "specs", "output_specs", "features", "outputs", "_pending", "_pending_out",
-                 "_pending_rows", "first_offset", "last_offset", "records", "duplicates", "late", "rows",
+                 "_pending_rows", "_pending_starts", "_pending_ids", "_scanned", "first_offset", "last_offset", "records", "duplicates", "late", "rows",
                  "invalid", "dedup_overflow", "errors", "_seen", "_sample", "_sample_records", "_max_ids")
 
     def __init__(self, key: WindowKey, end_ms: int, specs: Sequence[FeatureSpec], output_specs: Sequence[FeatureSpec],
@@ -90,6 +101,9 @@ class OpenPartial:
         self._pending: dict[str, list[Any]] = {s.name: [] for s in self.specs}
         self._pending_out: dict[str, list[Any]] = {s.name: [] for s in self.output_specs}
         self._pending_rows = 0
+        self._pending_starts: list[int] = []  # first pending row of each record buffered as lists
+        self._pending_ids: list[tuple[str, int]] = []  # its request id and part, to name a bad row
+        self._scanned: Any = None  # collectors._scan.Pending, made at the first scanned record
         self.first_offset: int | None = None
         self.last_offset: int | None = None
         self.records = self.duplicates = self.late = self.rows = self.invalid = self.dedup_overflow = 0
@@ -99,12 +113,26 @@ class OpenPartial:
         self._sample_records = sample_records
         self._max_ids = max_request_ids
 
-    def add(self, record: LoggedRecord, offset: int, *, late: bool) -> bool:
-        """Fold in one record read at ``offset``; False (and counted) when it is a duplicate."""
+    def add(self, record: LoggedRecord, offset: int, *, late: bool, raw: bytes | None = None) -> bool:
+        """Fold in one record read at ``offset``; False (and counted) when it is a duplicate.
+
+        A scanned record (``columns`` None) needs its message bytes ``raw``."""
         ident = record.request_id if record.parts == 1 else (record.request_id, record.part)
         if ident in self._seen:
             self.duplicates += 1
             return False
+        n = record.rows
+        scanned_in = False
+        if record.columns is None:
+            if n:
+                pending = self._scanned
+                if pending is None:
+                    pending = self._scanned = scanned.new_pending(self.specs, self.output_specs)
+                scanned_in = pending.commit(scanned.SCANNER, raw)
+                if not scanned_in:  # a value the fast path does not take: the general way
+                    record = scanned.full(record, raw)  # type: ignore[arg-type]
+            else:
+                scanned_in = True
         if len(self._seen) < self._max_ids:
             self._seen.add(ident)
         else:
@@ -117,29 +145,35 @@ class OpenPartial:
             self.records += 1
         if late:
             self.late += 1
-        n = record.rows
         if n == 0:
             return True
-        columns, outputs = record.columns, record.outputs
-        for name, buf in self._pending.items():
-            col = columns.get(name)
-            buf.extend(col if col is not None else [None] * n)
-        for name, buf in self._pending_out.items():
-            col = outputs.get(name)
-            buf.extend(col if col is not None else [None] * n)
-        self._pending_rows += n
+        if scanned_in:
+            if self._scanned.rows >= _FLUSH_ROWS:
+                self.flush()
+        else:
+            columns, outputs = record.columns, record.outputs
+            self._pending_starts.append(self._pending_rows)
+            self._pending_ids.append((record.request_id, record.part))
+            for name, buf in self._pending.items():
+                col = columns.get(name)
+                buf.extend(col if col is not None else [None] * n)
+            for name, buf in self._pending_out.items():
+                col = outputs.get(name)
+                buf.extend(col if col is not None else [None] * n)
+            self._pending_rows += n
+            if self._pending_rows >= _FLUSH_ROWS:
+                self.flush()
         if self._sample_records:
-            self._offer_sample(record_hash(record.request_id, record.part), record)
-        if self._pending_rows >= _FLUSH_ROWS:
-            self.flush()
+            self._offer_sample(record_hash(record.request_id, record.part), record, raw)
         return True
 
-    def _offer_sample(self, h: int, record: LoggedRecord) -> None:
+    def _offer_sample(self, h: int, record: LoggedRecord, raw: bytes | None) -> None:
         sample = self._sample
         rank = (h, record.request_id, record.part)
         if len(sample) >= self._sample_records and _Neg(rank) <= sample[0][0]:
             return  # no better than the worst one kept
-        item = (_Neg(rank), record.part, record)  # the record itself: only the survivors are copied, at close
+        # the record itself (and for a scanned one its bytes): only the survivors are copied, at close
+        item = (_Neg(rank), record.part, record, raw)
         if len(sample) < self._sample_records:
             heapq.heappush(sample, item)
         else:
@@ -151,10 +185,12 @@ class OpenPartial:
                             if s.name in record.outputs}}
 
     def flush(self) -> None:
+        if self._scanned is not None and self._scanned.rows:
+            self._flush_scanned()
         if not self._pending_rows:
             return
         n = self._pending_rows
-        checked = check_columns(self._pending, n, self.specs)
+        checked = check_columns(self._pending, n, self.specs, row_name=self._row_name)
         # a profile counts the rows of the columns it is given: with no feature column at all, one
         # column of missing values still counts every row as missing
         self.features.update_columns(checked.columns or {self.specs[0].name: [None] * checked.rows})
@@ -165,11 +201,26 @@ class OpenPartial:
         room = _MAX_ERRORS - len(self.errors)
         if room > 0:
             self.errors.extend(checked.errors[:room])
+        self._pending_starts.clear()
+        self._pending_ids.clear()
         for buf in self._pending.values():
             buf.clear()
         for buf in self._pending_out.values():
             buf.clear()
         self._pending_rows = 0
+
+    def _row_name(self, i: int) -> str:
+        """A pending row named by its record (the same whatever else is pending with it)."""
+        k = bisect.bisect_right(self._pending_starts, i) - 1
+        rid, part = self._pending_ids[k]
+        return f"request {rid!r}{f' part {part}' if part else ''} row {i - self._pending_starts[k]}"
+
+    def _flush_scanned(self) -> None:
+        """Fold in the scanned rows: every one valid (the fast path takes no record it would drop a row of)."""
+        rows, inputs, outputs = self._scanned.take()
+        self.features.update_columns({s.name: _scanned_column(v) for s, v in zip(self.specs, inputs)})
+        self.outputs.update_columns({s.name: _scanned_column(v) for s, v in zip(self.output_specs, outputs)})
+        self.rows += rows
 
     @property
     def empty(self) -> bool:
@@ -177,7 +228,8 @@ class OpenPartial:
 
     def close(self, source_topic: str, source_partition: int) -> ClosedPartial:
         self.flush()
-        sample = sorted(((neg.rank[0], neg.rank[1], part, self._entry(record)) for neg, part, record in self._sample),
+        sample = sorted(((neg.rank[0], neg.rank[1], part, self._entry(scanned.full(record, raw)))
+                         for neg, part, record, raw in self._sample),
                         key=lambda x: (x[0], x[1], x[2]))
         return ClosedPartial(
             key=self.key, end_ms=self.end_ms, source_topic=source_topic, source_partition=source_partition,
@@ -188,6 +240,13 @@ class OpenPartial:
             features=self.features.to_bytes(), outputs=self.outputs.to_bytes(),
             sample=orjson.dumps([[p, rid, part, entry] for p, rid, part, entry in sample]), errors=tuple(self.errors),
         )
+
+
+def _scanned_column(value: bytes | tuple[dict[str, int], int]) -> np.ndarray | Tally:
+    if isinstance(value, bytes):
+        return np.frombuffer(value, dtype=np.float64)
+    counts, missing = value
+    return Tally(counts=counts, missing=missing)
 
 
 class _Neg:

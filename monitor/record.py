@@ -128,7 +128,9 @@ class PredictionRecord:
 class LoggedRecord(NamedTuple):
     """One record as a collector reads it (either contract version): columns of ``rows`` values.
 
-    A named tuple: immutable, and built in C (a collector makes one per message)."""
+    A named tuple: immutable, and built in C (a collector makes one per message). A record the
+    partial stage's fast path read (collectors.scanned) has ``columns`` and ``outputs`` of None: its
+    values are still in the message bytes."""
 
     model_name: str
     model_version: str

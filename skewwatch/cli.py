@@ -206,7 +206,7 @@ VERBS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str, tuple
         "Consume prediction logs, window them, compare with baselines, store findings, send alerts.",
         (*_KAFKA, "consumer_group", "max_poll_interval_ms", "models_dir", "state_dir", "store_url", "monitor_config",
          "window_seconds", "allowed_lateness_seconds", "idle_close_seconds", "max_watermark_jump_seconds",
-         "max_event_time_future_seconds", "min_event_time", "max_record_bytes", "partials_topic", "dead_letter_topic",
+         "max_event_time_future_seconds", "min_event_time", "max_record_bytes", "native_scan", "partials_topic", "dead_letter_topic",
          "partials_topic_partitions", "merge_consumer_group", "collector_stages", "collector_instance_id",
          "sample_records", "tfdv_checks", "collector_metrics_port", "webhook_urls", "slack_webhook_url",
          "pagerduty_routing_key"),

@@ -234,3 +234,56 @@ def test_the_row_sample_does_not_depend_on_how_records_were_split():
     merged = merge_samples([p.sample for p in halves], 7)
     assert merged == merge_samples([one.sample], 7)
     assert len(merged) == 7 and sorted({e[1] for e in merged}) == sorted(e[1] for e in merged)
+
+
+def test_the_fast_path_and_the_general_path_give_the_same_partials_and_dead_letters(monkeypatch):
+    """Plain records go through the C scanner (collectors.scanned), the rest through orjson: the partials
+    (profiles byte for byte, counts, samples) and dead letters are those of the general path alone."""
+    import collectors.scanned as scanned_mod
+    from monitor.record import encode_record_parts
+
+    rng = random.Random(7)
+    values = []
+    for i in range(600):
+        s = i * 0.25  # 0..150 s: three windows
+        kind = rng.random()
+        if kind < 0.08:
+            r = [{"x": "oops", "c": "a"}, {"x": 1.5, "c": "b"}]  # a row dropped: the general path
+        elif kind < 0.16:
+            r = [{"c": "only-c"}, {"x": None, "c": None}, {"x": -0.0, "c": ""}]  # absent and null values
+        elif kind < 0.22:
+            r = [{"x": 2.0, "c": "é中文🙂", "extra": [1, {"a": None}]}]  # non-ASCII, unknown column
+        elif kind < 0.26:
+            r = [{"x": True, "c": "bool"}]  # a bool is not a number
+        elif kind < 0.30:
+            r = [{"x": 3, "c": 7}]  # an int category
+        else:
+            r = rows(rng.randrange(0, 5), seed=i)
+        rid = f"q{i % 550}"  # some duplicates
+        if kind > 0.97:
+            values += encode_record_parts(rec(s, rows(6, i), rid=f"p{i}"), max_bytes=400)
+        else:
+            values.append(encode_record(rec(s, r, rid=rid)))
+        if i % 97 == 0:
+            values.append(b"{nope")
+    values.append(encode_record(rec(400, rows(1), rid="closer")))
+
+    def run(native):
+        proc = PartitionProcessor("t", 0, timing(native_scan=native, lateness_ms=0), resolve, wall=Wall())
+        events = feed(proc, values)
+        return ([(p.key, p.first_offset, p.last_offset, p.counts, p.features, p.outputs, p.sample, p.errors)
+                 for p in published(events)],
+                [(d.offset, d.reason, d.detail) for d in dead(events)])
+
+    scans = []
+    real = scanned_mod.SCANNER.scan
+    monkeypatch.setattr(scanned_mod, "SCANNER", type("Counting", (), {"scan": lambda self, raw: scans.append(raw)
+                                                                      or real(raw)})())
+    general = run(False)
+    assert scans == []
+    monkeypatch.undo()
+    fast = run(True)
+    assert fast == general
+    assert len(general[0]) == 2 and general[1]
+    accepted = sum(scanned_mod.scan_record(v) is not None for v in values)
+    assert accepted > len(values) // 2  # the comparison covered the fast path, not only its fallback
