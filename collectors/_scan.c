@@ -6,10 +6,11 @@
  * record, about three quarters of the partial stage. This module reads the record's bytes once:
  *
  *   Scanner.scan(data)  parses one message and, when it is a plain well-formed version-2 record
- *                       (see below), keeps its values in scratch buffers and returns the header
- *                       (model_name, model_version, request_id, event_time, rows, part, parts);
- *                       None otherwise, and the caller takes the general path (orjson and
- *                       monitor.record's checks), which decides everything this path declines.
+ *                       (see below) with the canonical event time skewwatch writes, keeps its
+ *                       values in scratch buffers and returns its header as a LoggedRecord whose
+ *                       columns and outputs are None; None otherwise, and the caller takes the
+ *                       general path (orjson and monitor.record's checks), which decides
+ *                       everything this path declines.
  *   Pending(inputs, outputs)  a partial's rows not yet folded into its profiles: one float64
  *                       buffer per numeric feature (NaN for null or absent) and one count per
  *                       distinct string per categorical feature (plus the missing count);
@@ -66,6 +67,9 @@ typedef struct {
     Col *cols;
     Py_ssize_t ncols, capcols;
     Py_ssize_t max_columns;
+    long long max_parts;
+    PyObject *record_type;  /* monitor.record.LoggedRecord */
+    PyObject *attributes;   /* the empty attributes mapping */
     /* header */
     Py_ssize_t name_off, name_len, version_off, version_len, rid_off, rid_len, time_off, time_len;
     long long rows, part, parts;
@@ -467,21 +471,73 @@ static void scanner_release(Scanner *sc) {
 
 static void Scanner_dealloc(Scanner *sc) {
     scanner_release(sc);
+    Py_CLEAR(sc->record_type);
+    Py_CLEAR(sc->attributes);
     PyMem_Free(sc->vals);
     PyMem_Free(sc->cols);
     Py_TYPE(sc)->tp_free((PyObject *)sc);
 }
 
 static int Scanner_init(Scanner *sc, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"max_columns", NULL};
+    static char *kwlist[] = {"record_type", "attributes", "max_columns", "max_parts", NULL};
+    PyObject *record_type, *attributes;
     Py_ssize_t max_columns = 4096;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n", kwlist, &max_columns)) return -1;
-    if (max_columns < 1) {
-        PyErr_SetString(PyExc_ValueError, "max_columns must be at least 1");
+    long long max_parts = 10000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|nL", kwlist, &PyType_Type, &record_type, &attributes,
+                                     &max_columns, &max_parts))
+        return -1;
+    if (!PyType_IsSubtype((PyTypeObject *)record_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "record_type must be a tuple subclass (a named tuple)");
         return -1;
     }
+    if (max_columns < 1 || max_parts < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_columns and max_parts must be at least 1");
+        return -1;
+    }
+    Py_INCREF(record_type);
+    Py_XSETREF(sc->record_type, record_type);
+    Py_INCREF(attributes);
+    Py_XSETREF(sc->attributes, attributes);
     sc->max_columns = max_columns;
+    sc->max_parts = max_parts;
     return 0;
+}
+
+static int digits_at(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!is_digit(s[i])) return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static long long days_from_civil(long long y, int m, int d) {  /* days since 1970-01-01 (proleptic Gregorian) */
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Epoch ms of the canonical YYYY-MM-DDTHH:MM:SS.mmmZ (what skewwatch writes), years 0001-9999;
+ * 0 declines (any other form is the general path's to parse or refuse). */
+static int canonical_ms(const char *t, Py_ssize_t n, long long *out) {
+    int y, mo, d, h, mi, sec, ms;
+    if (n != 24 || t[4] != '-' || t[7] != '-' || t[10] != 'T' || t[13] != ':' || t[16] != ':' || t[19] != '.' ||
+        t[23] != 'Z')
+        return 0;
+    if (!digits_at(t, 4, &y) || !digits_at(t + 5, 2, &mo) || !digits_at(t + 8, 2, &d) || !digits_at(t + 11, 2, &h) ||
+        !digits_at(t + 14, 2, &mi) || !digits_at(t + 17, 2, &sec) || !digits_at(t + 20, 3, &ms))
+        return 0;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 59) return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d < 1 || d > mdays[mo - 1] + (mo == 2 && leap)) return 0;
+    *out = days_from_civil(y, mo, d) * 86400000LL + h * 3600000LL + mi * 60000LL + sec * 1000LL + ms;
+    return 1;
 }
 
 /* Scan data into sc; 1 held, 0 declined (nothing held), -1 error set. */
@@ -500,24 +556,53 @@ static int scan_into(Scanner *sc, PyObject *data) {
     return 1;
 }
 
+/* The record as monitor.record.LoggedRecord(model_name, model_version, event_time_ms, request_id, rows,
+ * columns=None, outputs=None, attributes, part, parts, schema_version=2), with the header checks of
+ * monitor.record's fast path (names of 1..256 characters: here bytes, which declines more). */
 static PyObject *Scanner_scan(Scanner *sc, PyObject *data) {
     int r = scan_into(sc, data);
     if (r < 0) return NULL;
     if (r == 0) Py_RETURN_NONE;
     const char *b = sc->buf;
-    PyObject *name = PyUnicode_DecodeUTF8(b + sc->name_off, sc->name_len, "strict");
-    PyObject *version = PyUnicode_DecodeUTF8(b + sc->version_off, sc->version_len, "strict");
-    PyObject *rid = PyUnicode_DecodeUTF8(b + sc->rid_off, sc->rid_len, "strict");
-    PyObject *time = PyUnicode_DecodeUTF8(b + sc->time_off, sc->time_len, "strict");
-    if (name == NULL || version == NULL || rid == NULL || time == NULL) {
-        Py_XDECREF(name);
-        Py_XDECREF(version);
-        Py_XDECREF(rid);
-        Py_XDECREF(time);
+    long long ms;
+    if (sc->name_len == 0 || sc->name_len > MAX_NAME_BYTES || sc->version_len == 0 ||
+        sc->version_len > MAX_NAME_BYTES || sc->rid_len == 0 || sc->rid_len > MAX_NAME_BYTES || sc->rows < 0 ||
+        sc->part < 0 || sc->part >= sc->parts || sc->parts > sc->max_parts ||
+        !canonical_ms(b + sc->time_off, sc->time_len, &ms)) {
+        scanner_release(sc);
+        Py_RETURN_NONE;
+    }
+    PyObject *items = PyTuple_New(11);
+    if (items == NULL) return NULL;
+    PyObject *v[11] = {
+        PyUnicode_DecodeUTF8(b + sc->name_off, sc->name_len, "strict"),
+        PyUnicode_DecodeUTF8(b + sc->version_off, sc->version_len, "strict"),
+        PyLong_FromLongLong(ms),
+        PyUnicode_DecodeUTF8(b + sc->rid_off, sc->rid_len, "strict"),
+        PyLong_FromLongLong(sc->rows),
+        Py_NewRef(Py_None),
+        Py_NewRef(Py_None),
+        Py_NewRef(sc->attributes),
+        PyLong_FromLongLong(sc->part),
+        PyLong_FromLongLong(sc->parts),
+        PyLong_FromLong(2),
+    };
+    int failed = 0;
+    for (int i = 0; i < 11; i++) {
+        if (v[i] == NULL) failed = 1;
+        PyTuple_SET_ITEM(items, i, v[i]);  /* NULL items are fine for Py_DECREF of the tuple */
+    }
+    if (failed) {
+        Py_DECREF(items);
         scanner_release(sc);
         return NULL;
     }
-    return Py_BuildValue("(NNNNLLL)", name, version, rid, time, sc->rows, sc->part, sc->parts);
+    PyObject *args = PyTuple_Pack(1, items);
+    Py_DECREF(items);
+    if (args == NULL) return NULL;
+    PyObject *rec = PyTuple_Type.tp_new((PyTypeObject *)sc->record_type, args, NULL);  /* tuple.__new__(cls, items) */
+    Py_DECREF(args);
+    return rec;
 }
 
 static PyObject *Scanner_holds(Scanner *sc, PyObject *data) {
@@ -526,7 +611,7 @@ static PyObject *Scanner_holds(Scanner *sc, PyObject *data) {
 
 static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_O,
-     "scan(data) -> (model_name, model_version, request_id, event_time, rows, part, parts) or None"},
+     "scan(data) -> the record (record_type, columns and outputs None) or None: the general path decides"},
     {"holds", (PyCFunction)Scanner_holds, METH_O, "holds(data) -> whether the scratch holds this very object"},
     {NULL, NULL, 0, NULL},
 };

@@ -108,6 +108,7 @@ class PartitionProcessor:
         self._wall = wall
         self._streams: dict[str, _Stream] = {}
         self._open: dict[WindowKey, OpenPartial] = {}
+        self._last: tuple[int, str, str, OpenPartial] | None = None  # the whole-traffic partial folded into last
         self._by_model: dict[str, set[WindowKey]] = defaultdict(set)
         self._earliest: dict[str, int | None] = {}  # per model, the start of its oldest open window
         self._inflight: dict[int, int] = {}  # token -> lowest source offset it covers
@@ -245,17 +246,35 @@ class PartitionProcessor:
     def _fold(self, item: Any, *, late: bool) -> None:
         offset, raw, record, resolved = item
         start = record.event_time_ms - record.event_time_ms % self.timing.window_ms
-        if resolved.segmenter is not None:
-            record = full(record, raw)  # the segmenter reads values
+        if resolved.segmenter is None:
+            last = self._last  # consecutive records mostly share a window: skip making and hashing its key
+            if last is not None and last[0] == start and last[1] == record.model_name and \
+                    last[2] == record.model_version:
+                partial = last[3]
+            else:
+                partial = self._partial(WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start),
+                                        resolved)
+                self._last = (start, record.model_name, record.model_version, partial)
+            self.counts["accepted" if partial.add(record, offset, late=late, raw=raw) else "duplicate"] += 1
+            return
+        record = full(record, raw)  # the segmenter reads values
         self._fold_into(WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start), record, offset,
                         resolved, late, raw)
-        if resolved.segmenter is not None:
-            for segment, part in resolved.segmenter.split(record):
-                self._fold_into(WindowKey(record.model_name, record.model_version, segment, start), part, offset,
-                                resolved, late, raw)
+        for segment, part in resolved.segmenter.split(record):
+            self._fold_into(WindowKey(record.model_name, record.model_version, segment, start), part, offset,
+                            resolved, late, raw)
 
     def _fold_into(self, key: WindowKey, record: LoggedRecord, offset: int, resolved: Resolved, late: bool,
                    raw: bytes) -> None:
+        partial = self._partial(key, resolved)
+        if partial.add(record, offset, late=late, raw=raw):
+            if key.segment == ALL_TRAFFIC:
+                self.counts["accepted"] += 1
+        elif key.segment == ALL_TRAFFIC:
+            self.counts["duplicate"] += 1
+
+    def _partial(self, key: WindowKey, resolved: Resolved) -> OpenPartial:
+        """The open partial of ``key``, made when it is the window's first record here."""
         t = self.timing
         start = key.start_ms
         partial = self._open.get(key)
@@ -267,11 +286,7 @@ class PartitionProcessor:
             earliest = self._earliest.get(key.model)
             if earliest is None or start < earliest:
                 self._earliest[key.model] = start
-        if partial.add(record, offset, late=late, raw=raw):
-            if key.segment == ALL_TRAFFIC:
-                self.counts["accepted"] += 1
-        elif key.segment == ALL_TRAFFIC:
-            self.counts["duplicate"] += 1
+        return partial
 
     def _close_passed(self, model: str, stream: _Stream, out: list[Event]) -> None:
         wm = stream.clock.watermark
@@ -288,6 +303,8 @@ class PartitionProcessor:
 
     def _publish(self, key: WindowKey) -> Publish:
         partial = self._open.pop(key)
+        if self._last is not None and self._last[3] is partial:
+            self._last = None
         keys = self._by_model[key.model]
         keys.discard(key)
         if self._earliest.get(key.model) == key.start_ms:

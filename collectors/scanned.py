@@ -18,7 +18,6 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from monitor.record import MAX_COLUMNS, MAX_PARTS, LoggedRecord, decode_record
-from monitor.timeutil import fast_instant
 
 try:
     from collectors import _scan
@@ -28,24 +27,13 @@ except ImportError:  # built without a C compiler: every record takes the genera
 __all__ = ["AVAILABLE", "SCANNER", "full", "new_pending", "scan_record"]
 
 AVAILABLE = _scan is not None
-SCANNER = _scan.Scanner(max_columns=MAX_COLUMNS) if _scan is not None else None
-_MAX_NAME = 256  # as monitor.record: model name, version and request id
-_NO_ATTRIBUTES = MappingProxyType({})
+SCANNER = _scan.Scanner(LoggedRecord, MappingProxyType({}), max_columns=MAX_COLUMNS, max_parts=MAX_PARTS) \
+    if _scan is not None else None
 
 
 def scan_record(raw: bytes) -> LoggedRecord | None:
     """The record's header with its values left in ``raw``, or None: decode it the general way."""
-    head = SCANNER.scan(raw) if SCANNER is not None else None
-    if head is None:
-        return None
-    name, version, rid, raw_time, rows, part, parts = head
-    if not (0 < len(name) <= _MAX_NAME and 0 < len(version) <= _MAX_NAME and 0 < len(rid) <= _MAX_NAME
-            and rows >= 0 and 0 <= part < parts <= MAX_PARTS):
-        return None
-    ms = fast_instant(raw_time)
-    if ms is None:
-        return None
-    return LoggedRecord(name, version, ms, rid, rows, None, None, _NO_ATTRIBUTES, part, parts, 2)  # type: ignore[arg-type]
+    return SCANNER.scan(raw) if SCANNER is not None else None
 
 
 def full(record: LoggedRecord, raw: bytes) -> LoggedRecord:
