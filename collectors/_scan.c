@@ -186,7 +186,7 @@ static int parse_number(P *ps, double *out, int *is_int, long long *ival) {
         if (p < e && (*p == '+' || *p == '-')) { eneg = *p == '-'; p++; }
         if (p >= e || !is_digit(*p)) return 0;
         while (p < e && is_digit(*p)) {
-            if (exp10 < 100000) exp10 = exp10 * 10 + (*p - '0');
+            if (exp10 < 1000000000L) exp10 = exp10 * 10 + (*p - '0');  /* saturates beyond any record: a scale that big is never exact */
             p++;
         }
         if (eneg) exp10 = -exp10;

@@ -38,6 +38,7 @@ import numpy as np
 
 from collectors import scanned
 from collectors.columns import MAX_CATEGORY_CHARS, check_columns, clip_category, output_arrays
+from monitor.errors import RecordError
 from monitor.keys import WindowKey
 from monitor.record import LoggedRecord
 from monitor.schema import FeatureSpec
@@ -122,7 +123,7 @@ class OpenPartial:
             self.duplicates += 1
             return False
         n = record.rows
-        scanned_in = False
+        scanned_in = refused = False
         if record.columns is None:
             if n:
                 pending = self._scanned
@@ -130,7 +131,12 @@ class OpenPartial:
                     pending = self._scanned = scanned.new_pending(self.specs, self.output_specs)
                 scanned_in = pending.commit(scanned.SCANNER, raw)
                 if not scanned_in:  # a value the fast path does not take: the general way
-                    record = scanned.full(record, raw)  # type: ignore[arg-type]
+                    try:
+                        record = scanned.full(record, raw)  # type: ignore[arg-type]
+                    except RecordError as exc:  # the two paths disagree on a record: count it, never crash
+                        refused = True
+                        if len(self.errors) < _MAX_ERRORS:
+                            self.errors.append(f"request {record.request_id!r}: {exc}")
             else:
                 scanned_in = True
         if len(self._seen) < self._max_ids:
@@ -145,6 +151,9 @@ class OpenPartial:
             self.records += 1
         if late:
             self.late += 1
+        if refused:
+            self.invalid += n
+            return True
         if n == 0:
             return True
         if scanned_in:
@@ -209,6 +218,12 @@ class OpenPartial:
             buf.clear()
         self._pending_rows = 0
 
+    def _sampled(self, record: LoggedRecord, raw: bytes | None) -> dict[str, Any] | None:
+        try:
+            return self._entry(scanned.full(record, raw))  # type: ignore[arg-type]
+        except RecordError:  # as in add: a record the general path refuses is not shown
+            return None
+
     def _row_name(self, i: int) -> str:
         """A pending row named by its record (the same whatever else is pending with it)."""
         k = bisect.bisect_right(self._pending_starts, i) - 1
@@ -228,8 +243,8 @@ class OpenPartial:
 
     def close(self, source_topic: str, source_partition: int) -> ClosedPartial:
         self.flush()
-        sample = sorted(((neg.rank[0], neg.rank[1], part, self._entry(scanned.full(record, raw)))
-                         for neg, part, record, raw in self._sample),
+        sample = sorted(((neg.rank[0], neg.rank[1], part, entry) for neg, part, record, raw in self._sample
+                         if (entry := self._sampled(record, raw)) is not None),
                         key=lambda x: (x[0], x[1], x[2]))
         return ClosedPartial(
             key=self.key, end_ms=self.end_ms, source_topic=source_topic, source_partition=source_partition,
