@@ -169,7 +169,7 @@ def rss_kb(pid: int) -> int:
 
 
 def run_collectors(bootstrap: str, models_dir: Path, windows: int, processes: int, *, watch_rss: bool = False,
-                   timeout: float = 900, split: bool = False) -> dict:
+                   timeout: float = 900, split: bool = False, native: bool = True) -> dict:
     """``processes`` collectors running both stages, or with ``split`` that many partial-stage processes and
     one merge-stage process (``SKEWWATCH_COLLECTOR_STAGES``)."""
     state = Path(tempfile.mkdtemp(prefix="bench-collect-"))
@@ -181,7 +181,8 @@ def run_collectors(bootstrap: str, models_dir: Path, windows: int, processes: in
            "SKEWWATCH_PARTIALS_TOPIC": f"bench.partials.{run}", "SKEWWATCH_DEAD_LETTER_TOPIC": f"bench.dead-letters.{run}",
            "SKEWWATCH_WINDOW_SECONDS": str(WINDOW_S), "SKEWWATCH_ALLOWED_LATENESS_SECONDS": "0",
            "SKEWWATCH_IDLE_CLOSE_SECONDS": "30", "SKEWWATCH_MAX_POLL_INTERVAL_MS": "3000",
-           "SKEWWATCH_LOG_LEVEL": "INFO", "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "SKEWWATCH_LOG_LEVEL": "INFO", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "SKEWWATCH_NATIVE_SCAN": "true" if native else "false"}
     procs, logs = [], []
     stages = ["partials"] * processes + ["merge"] if split else ["both"] * processes
     for i, stage in enumerate(stages):
@@ -250,6 +251,11 @@ def throughput(args: argparse.Namespace) -> None:
                 out = run_collectors(broker.bootstrap_servers, models_dir, windows, n)
                 assert out["rows"] == args.records * args.instances, out
                 results.setdefault(f"skewwatch collect x{n}", []).append(args.records / out["seconds"])
+            if args.general_path:
+                out = run_collectors(broker.bootstrap_servers, models_dir, windows, 1, native=False)
+                assert out["rows"] == args.records * args.instances, out
+                results.setdefault("skewwatch collect x1, general path only (native_scan off)", []).append(
+                    args.records / out["seconds"])
             if args.split_stages:
                 out = run_collectors(broker.bootstrap_servers, models_dir, windows, 1, split=True)
                 assert out["rows"] == args.records * args.instances, out
@@ -362,6 +368,8 @@ def main() -> None:
     ap.add_argument("--split-stages", action="store_true",
                     help="also run one partial-stage process beside one merge-stage process")
     ap.add_argument("--merge-windows", type=int, default=40)
+    ap.add_argument("--general-path", action="store_true",
+                    help="also run one collector with the C fast path off (SKEWWATCH_NATIVE_SCAN=false)")
     ap.add_argument("--rss", action="store_true")
     args = ap.parse_args()
     if args.merge_only:

@@ -215,6 +215,28 @@ static int parse_number(P *ps, double *out, int *is_int, long long *ival) {
         *out = neg ? -d : d;
         return 1;
     }
+#if LDBL_MANT_DIG == 64
+    /* 17-19 significant digits (a double printed in full): one extended-precision operation, exact
+     * operands (10**27 = 2**27 * 5**27 and 5**27 < 2**64), so one rounding to 64 bits, then one to 53.
+     * Rounding twice differs from rounding once only when the first result is exactly halfway
+     * between two doubles (no such midpoint can lie strictly between the exact value and its
+     * nearest 64-bit neighbour); those go to dtoa. */
+    if (sig <= 19 && scale >= -27 && scale <= 27) {
+        long double x = (long double)mant;
+        long double p10 = 1.0L;
+        for (long k = scale < 0 ? -scale : scale; k > 0; k--) p10 *= 10.0L;  /* exact: 10**k, k <= 27 */
+        x = scale < 0 ? x / p10 : x * p10;
+        if (x >= (long double)DBL_MIN && x <= (long double)DBL_MAX) {
+            uint64_t bits;
+            memcpy(&bits, &x, sizeof bits);  /* x87 extended: the 64-bit significand comes first */
+            if ((bits & 0x7FF) != 0x400) {
+                double d = (double)x;
+                *out = neg ? -d : d;
+                return 1;
+            }
+        }
+    }
+#endif
     Py_ssize_t n = p - s;
     if (n >= MAX_FLOAT_CHARS) return 0;
     char tmp[MAX_FLOAT_CHARS];

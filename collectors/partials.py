@@ -49,6 +49,11 @@ from monitor.storage.rows import WindowCounts
 __all__ = ["ClosedPartial", "OpenPartial", "best_samples", "merge_samples", "record_hash", "sample_table"]
 
 _FLUSH_ROWS = 16384  # rows gathered before one statistics update: bounds the pending rows of an open partial
+# Scanned rows cost 8 bytes a numeric value (not a Python object each), so they gather in larger
+# batches: a numeric update costs ~60 ns a value in batches of 16,384 and ~40 ns in batches of 65,536.
+# At most this many pending numeric values (16 MB), and never fewer rows than the list path's.
+_SCANNED_VALUES = 1 << 21
+_SCANNED_MAX_ROWS = 65536
 _MAX_ERRORS = 20
 
 
@@ -88,7 +93,7 @@ class ClosedPartial:
 
 class OpenPartial:
     __slots__ = ("key", "end_ms", "specs", "output_specs", "features", "outputs", "_pending", "_pending_out",
-                 "_pending_rows", "_pending_starts", "_pending_ids", "_scanned", "first_offset", "last_offset", "records", "duplicates", "late", "rows",
+                 "_pending_rows", "_pending_starts", "_pending_ids", "_scanned", "_scanned_rows", "first_offset", "last_offset", "records", "duplicates", "late", "rows",
                  "invalid", "dedup_overflow", "errors", "_seen", "_sample", "_sample_records", "_max_ids")
 
     def __init__(self, key: WindowKey, end_ms: int, specs: Sequence[FeatureSpec], output_specs: Sequence[FeatureSpec],
@@ -105,6 +110,8 @@ class OpenPartial:
         self._pending_starts: list[int] = []  # first pending row of each record buffered as lists
         self._pending_ids: list[tuple[str, int]] = []  # its request id and part, to name a bad row
         self._scanned: Any = None  # collectors._scan.Pending, made at the first scanned record
+        numeric = sum(s.kind == "numeric" for s in (*self.specs, *self.output_specs))
+        self._scanned_rows = max(_FLUSH_ROWS, min(_SCANNED_MAX_ROWS, _SCANNED_VALUES // max(1, numeric)))
         self.first_offset: int | None = None
         self.last_offset: int | None = None
         self.records = self.duplicates = self.late = self.rows = self.invalid = self.dedup_overflow = 0
@@ -157,7 +164,7 @@ class OpenPartial:
         if n == 0:
             return True
         if scanned_in:
-            if self._scanned.rows >= _FLUSH_ROWS:
+            if self._scanned.rows >= self._scanned_rows:
                 self.flush()
         else:
             columns, outputs = record.columns, record.outputs

@@ -1320,7 +1320,8 @@ def _mixed_records(rng: random.Random, n: int) -> list[bytes]:
 
 @pytest.mark.parametrize("flush_rows", [16384, 7, 1])
 def test_partials_are_the_same_bytes_through_either_path(monkeypatch, flush_rows):
-    monkeypatch.setattr(partials_module, "_FLUSH_ROWS", flush_rows)
+    monkeypatch.setattr(partials_module, "_FLUSH_ROWS", flush_rows)  # rows buffered as lists
+    monkeypatch.setattr(partials_module, "_SCANNED_MAX_ROWS", flush_rows)  # scanned rows
     raws = _mixed_records(random.Random(flush_rows), 400)
     fast, slow, paths = _partials(raws)
     assert paths["scanned"] > 100 and paths["declined"] > 20 and paths["fell_back"] > 5
