@@ -116,22 +116,35 @@ static int utf8_valid(const unsigned char *s, Py_ssize_t n) {
     return 1;
 }
 
+/* Bytes a string scan stops at: 1 the closing quote, 2 a backslash or a control character (declined),
+ * 3 a non-ASCII byte (then the string is checked as UTF-8). */
+static unsigned char STOP[256];
+
+static void init_stop(void) {
+    for (int c = 0; c < 0x20; c++) STOP[c] = 2;
+    STOP['"'] = 1;
+    STOP['\\'] = 2;
+    for (int c = 0x80; c < 0x100; c++) STOP[c] = 3;
+}
+
 /* A string without escapes (its content: off, len). 0 declines. */
-static int parse_string(P *ps, Py_ssize_t *off, Py_ssize_t *len) {
-    if (ps->p >= ps->end || *ps->p != '"') return 0;
-    const char *s = ++ps->p;
+static inline int parse_string(P *ps, Py_ssize_t *off, Py_ssize_t *len) {
+    const char *p = ps->p, *end = ps->end;
+    if (p >= end || *p != '"') return 0;
+    const char *s = ++p;
     int ascii = 1;
-    while (ps->p < ps->end) {
-        unsigned char c = (unsigned char)*ps->p;
-        if (c == '"') break;
-        if (c == '\\' || c < 0x20) return 0;
-        if (c >= 0x80) ascii = 0;
-        ps->p++;
+    for (;;) {
+        while (p < end && !STOP[(unsigned char)*p]) p++;
+        if (p >= end) return 0;
+        unsigned char k = STOP[(unsigned char)*p];
+        if (k == 1) break;
+        if (k == 2) return 0;
+        ascii = 0;
+        p++;
     }
-    if (ps->p >= ps->end) return 0;
     *off = s - ps->base;
-    *len = ps->p - s;
-    ps->p++;
+    *len = p - s;
+    ps->p = p + 1;
     if (!ascii && !utf8_valid((const unsigned char *)s, *len)) return 0;
     return 1;
 }
@@ -145,7 +158,7 @@ static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
  * A float whose significant digits fit in 2**53 and whose decimal exponent is within 22 is one
  * exact product or quotient of two doubles, so one rounding: correctly rounded (Clinger's fast
  * path; x86-64 evaluates doubles in double precision). Any other float goes to CPython's dtoa. */
-static int parse_number(P *ps, double *out, int *is_int, long long *ival) {
+static inline __attribute__((always_inline)) int parse_number(P *ps, double *out, int *is_int, long long *ival) {
     const char *s = ps->p, *e = ps->end;
     const char *p = s;
     int neg = 0, digits = 0, sig = 0, frac = 0;
@@ -295,15 +308,12 @@ static int skip_value(P *ps, int depth) {
     return parse_number(ps, &d, &is_int, &iv);
 }
 
-static int push_val(Scanner *sc, Val v) {
-    if (sc->nvals == sc->capvals) {
-        Py_ssize_t cap = sc->capvals ? sc->capvals * 2 : 4096;
-        Val *nv = PyMem_Realloc(sc->vals, (size_t)cap * sizeof(Val));
-        if (nv == NULL) return 0;
-        sc->vals = nv;
-        sc->capvals = cap;
-    }
-    sc->vals[sc->nvals++] = v;
+static int grow_vals(Scanner *sc) {
+    Py_ssize_t cap = sc->capvals ? sc->capvals * 2 : 4096;
+    Val *nv = PyMem_Realloc(sc->vals, (size_t)cap * sizeof(Val));
+    if (nv == NULL) return 0;
+    sc->vals = nv;
+    sc->capvals = cap;
     return 1;
 }
 
@@ -313,38 +323,47 @@ static int parse_column(P *ps, Col *col) {
     if (ps->p >= ps->end || *ps->p != '[') return 0;
     ps->p++;
     col->start = sc->nvals;
-    col->flags = 0;
+    int flags = 0;
     ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') { ps->p++; col->count = 0; return 1; }
+    if (ps->p < ps->end && *ps->p == ']') { ps->p++; col->count = 0; col->flags = 0; return 1; }
     for (;;) {
         if (ps->p >= ps->end) return 0;
-        Val v = {0.0, 0, 0, V_OTHER};
+        if (sc->nvals == sc->capvals && !grow_vals(sc)) return 0;
+        Val *v = &sc->vals[sc->nvals];
         char c = *ps->p;
         if (c == '"') {
-            if (!parse_string(ps, &v.off, &v.len)) return 0;
-            v.type = V_STR;
-            col->flags |= F_STR;
-        } else if (c == 'n') {
-            if (!lit(ps, "null", 4)) return 0;
-            v.type = V_NULL;
-            col->flags |= F_NULL;
+            if (!parse_string(ps, &v->off, &v->len)) return 0;
+            v->type = V_STR;
+            flags |= F_STR;
         } else if (c == '-' || is_digit(c)) {
             int is_int;
             long long iv;
-            if (!parse_number(ps, &v.num, &is_int, &iv)) return 0;
-            v.type = V_NUM;
-            col->flags |= F_NUM;
+            if (!parse_number(ps, &v->num, &is_int, &iv)) return 0;
+            v->type = V_NUM;
+            flags |= F_NUM;
+        } else if (c == 'n') {
+            if (!lit(ps, "null", 4)) return 0;
+            v->type = V_NULL;
+            flags |= F_NULL;
         } else {
             if (!skip_value(ps, 2)) return 0;
-            col->flags |= F_OTHER;
+            v->type = V_OTHER;
+            flags |= F_OTHER;
         }
-        if (!push_val(sc, v)) return 0;
-        ws(ps);
-        if (ps->p >= ps->end) return 0;
-        if (*ps->p == ',') { ps->p++; ws(ps); continue; }
-        if (*ps->p == ']') { ps->p++; break; }
+        sc->nvals++;
+        const char *p = ps->p, *end = ps->end;
+        while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+        if (p >= end) return 0;
+        if (*p == ',') {
+            p++;
+            while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+            ps->p = p;
+            continue;
+        }
+        if (*p == ']') { ps->p = p + 1; break; }
         return 0;
     }
+    col->flags = flags;
     col->count = sc->nvals - col->start;
     return 1;
 }
@@ -983,6 +1002,7 @@ static struct PyModuleDef scanmodule = {
 };
 
 PyMODINIT_FUNC PyInit__scan(void) {
+    init_stop();
     if (PyType_Ready(&ScannerType) < 0 || PyType_Ready(&PendingType) < 0) return NULL;
     PyObject *m = PyModule_Create(&scanmodule);
     if (m == NULL) return NULL;
