@@ -32,9 +32,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import orjson
-
 import numpy as np
+import orjson
 
 from collectors import scanned
 from collectors.columns import MAX_CATEGORY_CHARS, check_columns, clip_category, output_arrays
@@ -93,7 +92,8 @@ class ClosedPartial:
 
 class OpenPartial:
     __slots__ = ("key", "end_ms", "specs", "output_specs", "features", "outputs", "_pending", "_pending_out",
-                 "_pending_rows", "_pending_starts", "_pending_ids", "_scanned", "_scanned_rows", "first_offset", "last_offset", "records", "duplicates", "late", "rows",
+                 "_pending_rows", "_pending_starts", "_pending_ids", "_scanned", "_scanned_rows", "first_offset",
+                 "last_offset", "records", "duplicates", "late", "rows",
                  "invalid", "dedup_overflow", "errors", "_seen", "_sample", "_sample_records", "_max_ids")
 
     def __init__(self, key: WindowKey, end_ms: int, specs: Sequence[FeatureSpec], output_specs: Sequence[FeatureSpec],
@@ -131,21 +131,18 @@ class OpenPartial:
             return False
         n = record.rows
         scanned_in = refused = False
-        if record.columns is None:
-            if n:
-                pending = self._scanned
-                if pending is None:
-                    pending = self._scanned = scanned.new_pending(self.specs, self.output_specs)
-                scanned_in = pending.commit(scanned.SCANNER, raw)
-                if not scanned_in:  # a value the fast path does not take: the general way
-                    try:
-                        record = scanned.full(record, raw)  # type: ignore[arg-type]
-                    except RecordError as exc:  # the two paths disagree on a record: count it, never crash
-                        refused = True
-                        if len(self.errors) < _MAX_ERRORS:
-                            self.errors.append(f"request {record.request_id!r}: {exc}")
-            else:
-                scanned_in = True
+        if record.columns is None and n:
+            pending = self._scanned
+            if pending is None:
+                pending = self._scanned = scanned.new_pending(self.specs, self.output_specs)
+            scanned_in = pending.commit(scanned.SCANNER, raw)
+            if not scanned_in:  # a value the fast path does not take: the general way
+                try:
+                    record = scanned.full(record, raw)  # type: ignore[arg-type]
+                except RecordError as exc:  # the two paths disagree on a record: count it, never crash
+                    refused = True
+                    if len(self.errors) < _MAX_ERRORS:
+                        self.errors.append(f"request {record.request_id!r}: {exc}")
         if len(self._seen) < self._max_ids:
             self._seen.add(ident)
         else:

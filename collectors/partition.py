@@ -246,32 +246,25 @@ class PartitionProcessor:
     def _fold(self, item: Any, *, late: bool) -> None:
         offset, raw, record, resolved = item
         start = record.event_time_ms - record.event_time_ms % self.timing.window_ms
-        if resolved.segmenter is None:
-            last = self._last  # consecutive records mostly share a window: skip making and hashing its key
-            if last is not None and last[0] == start and last[1] == record.model_name and \
-                    last[2] == record.model_version:
-                partial = last[3]
-            else:
-                partial = self._partial(WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start),
-                                        resolved)
-                self._last = (start, record.model_name, record.model_version, partial)
-            self.counts["accepted" if partial.add(record, offset, late=late, raw=raw) else "duplicate"] += 1
-            return
-        record = full(record, raw)  # the segmenter reads values
-        self._fold_into(WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start), record, offset,
-                        resolved, late, raw)
-        for segment, part in resolved.segmenter.split(record):
-            self._fold_into(WindowKey(record.model_name, record.model_version, segment, start), part, offset,
-                            resolved, late, raw)
+        segmenter = resolved.segmenter
+        if segmenter is not None:
+            record = full(record, raw)  # the segmenter reads values
+        whole = self._whole_traffic(record, start, resolved)
+        self.counts["accepted" if whole.add(record, offset, late=late, raw=raw) else "duplicate"] += 1
+        if segmenter is not None:
+            for segment, part in segmenter.split(record):
+                key = WindowKey(record.model_name, record.model_version, segment, start)
+                self._partial(key, resolved).add(part, offset, late=late)
 
-    def _fold_into(self, key: WindowKey, record: LoggedRecord, offset: int, resolved: Resolved, late: bool,
-                   raw: bytes) -> None:
-        partial = self._partial(key, resolved)
-        if partial.add(record, offset, late=late, raw=raw):
-            if key.segment == ALL_TRAFFIC:
-                self.counts["accepted"] += 1
-        elif key.segment == ALL_TRAFFIC:
-            self.counts["duplicate"] += 1
+    def _whole_traffic(self, record: LoggedRecord, start: int, resolved: Resolved) -> OpenPartial:
+        """The whole-traffic partial of the record's window. Consecutive records mostly share one, so the
+        last is kept: no key made and hashed per record."""
+        last = self._last
+        if last is not None and last[0] == start and last[1] == record.model_name and last[2] == record.model_version:
+            return last[3]
+        partial = self._partial(WindowKey(record.model_name, record.model_version, ALL_TRAFFIC, start), resolved)
+        self._last = (start, record.model_name, record.model_version, partial)
+        return partial
 
     def _partial(self, key: WindowKey, resolved: Resolved) -> OpenPartial:
         """The open partial of ``key``, made when it is the window's first record here."""
