@@ -8,7 +8,7 @@ COPY trainer trainer
 COPY serving serving
 COPY skewwatch skewwatch
 COPY data data
-# gcc only while installing: it builds the collector's C fast path (collectors/_scan.c)
+# gcc only while installing: it builds the two compiled modules (collectors/_scan.c, monitor/stats/_exact.c)
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-cache-dir -c constraints.txt '.[train]' \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*

@@ -6,8 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # test processes (pytest-xdist, a test file per worker at a time); the slowest tests mostly wait on brokers and subprocesses
 JOBS   ?= 2
-# the compiled fast path (collectors/_scan.c) is built by the install too: a change to it reinstalls
-STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt setup.py collectors/_scan.c | cksum | cut -d' ' -f1)
+# the compiled modules (collectors/_scan.c, monitor/stats/_exact.c) are built by the install too: a change reinstalls
+STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt setup.py collectors/_scan.c monitor/stats/_exact.c | cksum | cut -d' ' -f1)
 
 .PHONY: install demo test test-fast bench clean
 
@@ -15,7 +15,7 @@ install: $(STAMP)
 
 # --no-compile: a module is compiled when it is first imported, rather than every file of the stack up front
 # (that step alone took 1 min 50 s of the 3 min 30 s install here)
-$(STAMP): pyproject.toml constraints.txt setup.py collectors/_scan.c
+$(STAMP): pyproject.toml constraints.txt setup.py collectors/_scan.c monitor/stats/_exact.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel

@@ -23,8 +23,13 @@ import math
 
 import numpy as np
 
-__all__ = ["SUM_UNIT_EXP", "SQUARE_UNIT_EXP", "exact_sum", "exact_square_sum", "exact_moments", "int_to_bytes",
-           "int_from_bytes"]
+try:
+    from monitor.stats._exact import moments as _native
+except ImportError:  # built by `make install`; optional (no C compiler): numpy_moments gives the same
+    _native = None
+
+__all__ = ["SUM_UNIT_EXP", "SQUARE_UNIT_EXP", "exact_sum", "exact_square_sum", "exact_moments", "numpy_moments",
+           "int_to_bytes", "int_from_bytes"]
 
 #: ``exact_sum`` counts in units of ``2**-SUM_UNIT_EXP``.
 SUM_UNIT_EXP = 1074
@@ -152,8 +157,17 @@ def exact_square_sum(a: np.ndarray, *, amax: float | None = None, amin: float | 
 
 def exact_moments(a: np.ndarray, *, amax: float, amin: float) -> tuple[int, int]:
     """``(exact_sum(a), exact_square_sum(a))`` of finite values whose largest ``|a|`` is ``amax``
-    and smallest non-zero ``|a|`` is ``amin``, computed in cache-sized chunks (the temporaries then
-    stay in cache instead of paging in fresh memory for every step)."""
+    and smallest non-zero ``|a|`` is ``amin``: in one pass of compiled code when
+    ``monitor.stats._exact`` is built (about 8x faster), else with numpy (:func:`numpy_moments`).
+    The two give the same integers: both are the exact sums."""
+    if _native is not None:
+        return _native(np.ascontiguousarray(a, dtype=np.float64))
+    return numpy_moments(a, amax=amax, amin=amin)
+
+
+def numpy_moments(a: np.ndarray, *, amax: float, amin: float) -> tuple[int, int]:
+    """:func:`exact_moments` with numpy, in cache-sized chunks (the temporaries then stay in cache
+    instead of paging in fresh memory for every step)."""
     low = None if amin == 0.0 else math.frexp(amin)[1] - 53
     total = squares = 0
     for start in range(0, a.shape[0], _CHUNK):
