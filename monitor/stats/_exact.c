@@ -144,14 +144,115 @@ static PyObject *moments(PyObject *self, PyObject *arg) {
     return out;
 }
 
+PyDoc_STRVAR(buckets_doc,
+             "buckets(keys, shift, bins, out) -> (shift, n)\n\n"
+             "Buckets of sorted int64 keys (monitor.stats.grid.from_sorted_keys without counts or tags): at\n"
+             "``shift``, or given ``bins`` > 0 at the finest shift >= ``shift`` where at most ``bins`` remain.\n"
+             "Writes ids, cnt, lo, hi, nlo, nhi of the ``n`` buckets into the rows of ``out`` (int64, 6 x m,\n"
+             "m >= the bucket count: len(keys), or min(len(keys), bins)) and returns the shift and ``n``.");
+
+static int int64_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *f = view->format;
+    if (view->itemsize != 8 || f == NULL ||
+        !(strcmp(f, "q") == 0 || strcmp(f, "<q") == 0 || strcmp(f, "=q") == 0 || strcmp(f, "l") == 0 ||
+          strcmp(f, "<l") == 0 || strcmp(f, "=l") == 0)) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "buckets() needs %s as a contiguous int64 buffer", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* highest bit in which a and b differ, plus one (0 when equal): at shift s their ids differ iff this > s */
+static inline int differ(int64_t a, int64_t b) {
+    uint64_t x = (uint64_t)a ^ (uint64_t)b;
+    return x ? 64 - __builtin_clzll(x) : 0;
+}
+
+static PyObject *buckets(PyObject *self, PyObject *args) {
+    PyObject *keys_obj, *out_obj;
+    int shift, bins;
+    if (!PyArg_ParseTuple(args, "OiiO:buckets", &keys_obj, &shift, &bins, &out_obj))
+        return NULL;
+    if (shift < 0 || shift > 63) {
+        PyErr_Format(PyExc_ValueError, "buckets() needs a shift in 0..63, got %d", shift);
+        return NULL;
+    }
+    Py_buffer kv, ov;
+    if (int64_buffer(keys_obj, &kv, 0, "keys") < 0)
+        return NULL;
+    if (int64_buffer(out_obj, &ov, 1, "out") < 0) {
+        PyBuffer_Release(&kv);
+        return NULL;
+    }
+    const int64_t *k = kv.buf;
+    Py_ssize_t n = kv.len / 8, room = (ov.ndim == 2 && ov.shape[0] == 6) ? ov.shape[1] : -1;
+    Py_ssize_t need = (bins > 0 && bins < n) ? bins : n;
+    const char *error = NULL;
+    if (room < need)
+        error = "buckets() needs out of shape (6, m) with m at least the bucket count";
+    for (Py_ssize_t i = 1; error == NULL && i < n; i++)
+        if (k[i] < k[i - 1])
+            error = "buckets() needs sorted keys";
+    if (error) {
+        PyBuffer_Release(&kv);
+        PyBuffer_Release(&ov);
+        PyErr_SetString(PyExc_ValueError, error);
+        return NULL;
+    }
+    Py_ssize_t m = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (bins > 0 && n > bins) { /* occupancy at every shift from one pass: 1 + #{adjacent pairs differing above it} */
+        Py_ssize_t above[66] = {0};
+        for (Py_ssize_t i = 1; i < n; i++)
+            above[differ(k[i - 1], k[i])]++;
+        for (int h = 63; h >= 0; h--)
+            above[h] += above[h + 1]; /* now: pairs differing at bit h or higher */
+        while (shift < 63 && 1 + above[shift + 1] > bins)
+            shift++;
+    }
+    int64_t *ids = ov.buf, *cnt = ids + room, *lo = cnt + room, *hi = lo + room, *nlo = hi + room, *nhi = nlo + room;
+    Py_ssize_t start = 0;
+    while (start < n) {
+        int64_t id = k[start] >> shift;
+        Py_ssize_t end = start + 1, first_run = 0, run = 1; /* run: how many equal the current key */
+        while (end < n && (k[end] >> shift) == id) {
+            if (k[end] == k[end - 1]) {
+                run++;
+            } else {
+                if (first_run == 0)
+                    first_run = run;
+                run = 1;
+            }
+            end++;
+        }
+        ids[m] = id;
+        cnt[m] = end - start;
+        lo[m] = k[start];
+        hi[m] = k[end - 1];
+        nlo[m] = first_run ? first_run : end - start; /* a point bucket: nlo = cnt, nhi = 0 */
+        nhi[m] = first_run ? run : 0;
+        m++;
+        start = end;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&kv);
+    PyBuffer_Release(&ov);
+    return Py_BuildValue("in", shift, m);
+}
+
 static PyMethodDef methods[] = {
     {"moments", moments, METH_O, moments_doc},
+    {"buckets", buckets, METH_VARARGS, buckets_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "monitor.stats._exact",
-    "Exact sums of float64 values and of their squares, as integers (see monitor.stats.exact).", -1, methods,
+    "Compiled numeric batch steps: exact moments (monitor.stats.exact) and buckets of sorted keys "
+    "(monitor.stats.grid).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__exact(void) { return PyModule_Create(&module); }

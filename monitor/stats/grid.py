@@ -36,8 +36,14 @@ import numpy as np
 from monitor.errors import StatisticsError
 from monitor.stats.codec import Reader, pack_uints
 
+try:
+    from monitor.stats._exact import buckets as _native_buckets
+except ImportError:  # built by `make install`; optional: numpy_from_sorted_keys gives the same buckets
+    _native_buckets = None
+
 __all__ = ["Buckets", "Shape", "EMPTY", "MAX_SHIFT", "keys_of", "values_of", "empty", "exact", "from_values",
-           "from_sorted_keys", "coarsen", "union", "fit", "rank_error", "validate", "encode", "decode"]
+           "from_sorted_keys", "numpy_from_sorted_keys", "coarsen", "union", "fit", "rank_error", "validate", "encode",
+           "decode"]
 
 _LOW63 = np.int64(0x7FFFFFFFFFFFFFFF)
 _SIGN = np.int64(-0x8000000000000000)
@@ -184,7 +190,22 @@ def _fitting_shift(k: np.ndarray, shift: int, bins: int) -> int:
 def from_sorted_keys(k: np.ndarray, shift: int = 0, bins: int | None = None, *, counts: np.ndarray | None = None,
                      tags: np.ndarray | None = None) -> Buckets:
     """Buckets of sorted keys (see :func:`from_values`). ``counts``: each key stands for that many
-    values (default 1); ``tags``: a name per key (keys sorted by key, then tag)."""
+    values (default 1); ``tags``: a name per key (keys sorted by key, then tag). Plain keys take
+    one compiled pass when ``monitor.stats._exact`` is built (the same buckets as numpy's)."""
+    n = k.shape[0]
+    if n == 0:
+        return empty(shift, tagged=tags is not None)
+    if _native_buckets is not None and counts is None and tags is None and k.dtype == np.int64:
+        out = np.empty((6, n if bins is None else min(n, bins)), dtype=np.int64)
+        shift, m = _native_buckets(np.ascontiguousarray(k), shift, 0 if bins is None else bins, out)
+        ids, cnt, lo, hi, nlo, nhi = out[:, :m].copy()  # rows of their own, not views of the (6, n) block
+        return Buckets(shift, ids, cnt, lo, hi, nlo, nhi)
+    return numpy_from_sorted_keys(k, shift, bins, counts=counts, tags=tags)
+
+
+def numpy_from_sorted_keys(k: np.ndarray, shift: int = 0, bins: int | None = None, *,
+                           counts: np.ndarray | None = None, tags: np.ndarray | None = None) -> Buckets:
+    """:func:`from_sorted_keys` with numpy (any ``counts`` and ``tags``)."""
     n = k.shape[0]
     if n == 0:
         return empty(shift, tagged=tags is not None)

@@ -74,3 +74,41 @@ def test_both_sided_counts_equal_the_two_one_sided_queries() -> None:
         le, lt = shape.counts_both(t)
         np.testing.assert_array_equal(le, shape.counts_le(t, inclusive=True))
         np.testing.assert_allclose(lt, shape.counts_le(t, inclusive=False), rtol=0, atol=1e-9)
+
+
+def _same(a: grid.Buckets, b: grid.Buckets) -> bool:
+    return a.shift == b.shift and all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(a.arrays(), b.arrays()))
+
+
+def test_the_compiled_buckets_are_numpys() -> None:
+    pytest.importorskip("monitor.stats._exact", reason="the compiled buckets are not built")
+    rng = np.random.default_rng(7)
+    top = np.finfo(float).max
+    fixed = [np.array([0.0]), np.array([-0.0, 0.0, 0.0]), np.array([-top, top]), np.array([-top, -5e-324, 5e-324, top]),
+             np.full(300, 2.5), np.repeat([1.0, 2.0, 3.0], 100)]
+    for trial in range(1500):
+        n = int(rng.integers(1, 2000))
+        x = fixed[trial] if trial < len(fixed) else [
+            lambda: rng.normal(0, 1, n), lambda: np.round(rng.normal(0, 1, n), 1),
+            lambda: rng.integers(-5, 5, n) * 1.0, lambda: rng.normal(0, 1, n) * 10.0 ** rng.integers(-300, 300, n),
+            lambda: np.full(n, rng.normal()),
+        ][trial % 5]()
+        k = np.sort(grid.keys_of(x))
+        shift, bins = int(rng.integers(0, 40)), [None, 2, 3, 16, 128, 1024, 5000][trial % 7]
+        assert _same(grid.from_sorted_keys(k, shift, bins), grid.numpy_from_sorted_keys(k, shift, bins)), (trial, shift, bins)
+
+
+def test_the_compiled_buckets_refuse_what_they_cannot_use() -> None:
+    native = pytest.importorskip("monitor.stats._exact", reason="the compiled buckets are not built").buckets
+    k = np.array([1, 2, 3], dtype=np.int64)
+    with pytest.raises(ValueError, match="sorted"):
+        native(k[::-1].copy(), 0, 0, np.empty((6, 3), np.int64))
+    with pytest.raises(ValueError, match="shape"):
+        native(k, 0, 0, np.empty((6, 2), np.int64))
+    with pytest.raises(ValueError, match="shift"):
+        native(k, 64, 0, np.empty((6, 3), np.int64))
+    with pytest.raises(TypeError, match="int64"):
+        native(k.astype(np.float64), 0, 0, np.empty((6, 3), np.int64))
+    with pytest.raises((TypeError, ValueError, BufferError)):  # numpy refuses a contiguous view of a transpose
+        native(k, 0, 0, np.empty((3, 6), np.int64).T)
+    assert native(k, 0, 2, np.empty((6, 2), np.int64)) == (1, 2)  # 1 | 2, 3 at shift 1
