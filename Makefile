@@ -4,7 +4,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# test processes (pytest-xdist, a test file per worker at a time); the slowest tests mostly wait on brokers and subprocesses
+# test processes (pytest-xdist); the slowest tests mostly wait on brokers and subprocesses
 JOBS   ?= 2
 # the compiled modules (collectors/_scan.c, monitor/stats/_exact.c) are built by the install too: a change reinstalls
 STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt setup.py collectors/_scan.c monitor/stats/_exact.c | cksum | cut -d' ' -f1)
@@ -27,10 +27,10 @@ demo: install
 	$(VENV)/bin/skewwatch demo --keep-running
 
 test: install
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+	$(PY) -m pytest -q -n $(JOBS)
 
 test-fast: install
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
 
 bench: install
 	$(PY) bench/bench_stats_update.py
