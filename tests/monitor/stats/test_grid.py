@@ -77,7 +77,8 @@ def test_both_sided_counts_equal_the_two_one_sided_queries() -> None:
 
 
 def _same(a: grid.Buckets, b: grid.Buckets) -> bool:
-    return a.shift == b.shift and all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(a.arrays(), b.arrays()))
+    pairs = zip(a.arrays(), b.arrays())
+    return a.shift == b.shift and all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in pairs)
 
 
 def test_the_compiled_buckets_are_numpys() -> None:
@@ -95,7 +96,8 @@ def test_the_compiled_buckets_are_numpys() -> None:
         ][trial % 5]()
         k = np.sort(grid.keys_of(x))
         shift, bins = int(rng.integers(0, 40)), [None, 2, 3, 16, 128, 1024, 5000][trial % 7]
-        assert _same(grid.from_sorted_keys(k, shift, bins), grid.numpy_from_sorted_keys(k, shift, bins)), (trial, shift, bins)
+        compiled, numpy = grid.from_sorted_keys(k, shift, bins), grid.numpy_from_sorted_keys(k, shift, bins)
+        assert _same(compiled, numpy), (trial, shift, bins)
 
 
 def test_the_compiled_buckets_refuse_what_they_cannot_use() -> None:
