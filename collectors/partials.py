@@ -223,10 +223,17 @@ class OpenPartial:
         self._pending_rows = 0
 
     def _sampled(self, record: LoggedRecord, raw: bytes | None) -> dict[str, Any] | None:
+        if record.columns is not None:
+            return self._entry(record)
         try:
-            return self._entry(scanned.full(record, raw))  # type: ignore[arg-type]
+            full = scanned.full(record, raw)  # type: ignore[arg-type]
         except RecordError:  # as in add: a record the general path refuses is not shown
             return None
+        # a scanned record's values need no clipping: the fast path takes no category over 256 bytes
+        # (so none over MAX_CATEGORY_CHARS characters), no bool and no nested value
+        cols, outs = full.columns, full.outputs
+        return {"columns": {s.name: cols[s.name] for s in self.specs if s.name in cols},  # type: ignore[index, operator]
+                "outputs": {s.name: outs[s.name] for s in self.output_specs if s.name in outs}}  # type: ignore[index, operator]
 
     def _row_name(self, i: int) -> str:
         """A pending row named by its record (the same whatever else is pending with it)."""
