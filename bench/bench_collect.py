@@ -144,7 +144,8 @@ def bare_confluent(bootstrap: str, total: int) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{time.time_ns()}", "enable.auto.commit": False,
-                  "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20, "log_level": 3})
+                  "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20, "fetch.queue.backoff.ms": 20,
+                  "log_level": 3})  # the collector's fetch settings (collectors.kafka.consumer_config)
     meta = c.list_topics(TOPIC, timeout=10)
     c.assign([TopicPartition(TOPIC, p, 0) for p in meta.topics[TOPIC].partitions])
     n, t0 = 0, None
