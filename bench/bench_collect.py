@@ -145,7 +145,7 @@ def bare_confluent(bootstrap: str, total: int) -> float:
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{time.time_ns()}", "enable.auto.commit": False,
                   "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20, "fetch.queue.backoff.ms": 20,
-                  "log_level": 3})  # the collector's fetch settings (collectors.kafka.consumer_config)
+                  "queued.max.messages.kbytes": 16 << 10, "log_level": 3})  # the collector's fetch settings (collectors.kafka.consumer_config)
     meta = c.list_topics(TOPIC, timeout=10)
     c.assign([TopicPartition(TOPIC, p, 0) for p in meta.topics[TOPIC].partitions])
     n, t0 = 0, None

@@ -119,10 +119,12 @@ def consumer_config(settings: Settings, group: str, *, stats: Statistics | None 
         "max.partition.fetch.bytes": 16 << 20,
         "fetch.wait.max.ms": 100,
         # librdkafka stops fetching a partition for this long whenever its local queue is over
-        # queued.max.messages.kbytes (64 MB: ~7,000 records of 100 instances, under a second of work);
-        # at the default 1000 ms the consumer sat idle for part of every second and read at 8k
-        # records/s where it reads 11-14k with 20 ms (bench/results/collect.md)
+        # queued.max.messages.kbytes; at the default 1000 ms (with the default 64 MB queue: ~7,000
+        # records of 100 instances, under a second of work) the consumer sat idle for part of every
+        # second and read 8k records/s where it reads 11-14k with 20 ms, and as fast with a 16 MB
+        # queue, which keeps the collector's memory where it was (bench/results/collect.md)
         "fetch.queue.backoff.ms": 20,
+        "queued.max.messages.kbytes": 16 << 10,
         "error_cb": _error_cb,
         "log_level": 0,
     }
