@@ -323,13 +323,16 @@ def _summarise(result: DemoResult, out, *, seconds: float) -> None:
             f"{warned} of {len(hum)} healthy weeks reported it as a warning against the same month of 2011: a true "
             "finding about the data, not the client bug, and not paged (a warning needs two weeks in a row)")
     firing = [p for p in result.delivered if p.get("status") == "firing"]
-    out(f"  alerts: {len(result.alerts)} in the store; {len(result.delivered)} notifications delivered to the webhook "
-        f"({len(firing)} firing)")
+    n = len(result.delivered)
+    out(f"  alerts: {len(result.alerts)} in the store; {n} notification{'' if n == 1 else 's'} delivered to the "
+        f"webhook ({len(firing)} firing)")
     for p in result.delivered:
         names = sorted(_firing_features(p) - {""}) or sorted(a.get("labels", {}).get("feature", "")
                                                                for a in p.get("alerts", []))
-        out(f"    -> {p.get('status')} [{', '.join(names)}]: "
-            f"{p.get('commonAnnotations', {}).get('summary', '')[:160]}")
+        # a group's alerts share a summary only when they say the same: else the first alert's own
+        summaries = [p.get("commonAnnotations", {}).get("summary")] + [a.get("annotations", {}).get("summary")
+                                                                       for a in p.get("alerts", [])]
+        out(f"    -> {p.get('status')} [{', '.join(names)}]: {next((x for x in summaries if x), '')[:160]}")
     out(f"  dashboard: {result.dashboard_url}")
     out(f"  stored results: {result.run_dir / 'state' / 'skewwatch.sqlite3'} (logs in {result.run_dir})")
     for name, passed in result.checks.items():
