@@ -143,9 +143,10 @@ def bare_kafka_python(bootstrap: str, total: int) -> float:
 def bare_confluent(bootstrap: str, total: int) -> float:
     from confluent_kafka import Consumer, TopicPartition
 
+    from collectors.kafka import FETCH  # the collector's fetch settings
+
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{time.time_ns()}", "enable.auto.commit": False,
-                  "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20, "fetch.queue.backoff.ms": 20,
-                  "queued.max.messages.kbytes": 16 << 10, "log_level": 3})  # the collector's fetch settings (collectors.kafka.consumer_config)
+                  **FETCH, "log_level": 3})
     meta = c.list_topics(TOPIC, timeout=10)
     c.assign([TopicPartition(TOPIC, p, 0) for p in meta.topics[TOPIC].partitions])
     n, t0 = 0, None

@@ -99,7 +99,7 @@ class PartialStage:
         self.timing = timing_from(settings)
         if self.timing.native_scan and not scanned.AVAILABLE:
             log.warning("the C fast path (collectors._scan) is not built: every record is decoded by orjson, at about "
-                        "half the throughput (reinstall with a C compiler: make install)")
+                        "40% of the throughput (reinstall with a C compiler: make install)")
         self.topic = settings.topic
         self.stats = Statistics()
         self._wall = wall or (lambda: time.time_ns() // 1_000_000)

@@ -18,8 +18,8 @@ from typing import Any
 
 from monitor.settings import Settings
 
-__all__ = ["PartitionHealth", "Statistics", "consumer_config", "producer_config", "ensure_topics", "topic_partitions",
-           "partials_partition", "murmur2"]
+__all__ = ["FETCH", "PartitionHealth", "Statistics", "consumer_config", "producer_config", "ensure_topics",
+           "topic_partitions", "partials_partition", "murmur2"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,21 @@ class _ErrorLog:
 _error_cb = _ErrorLog()
 
 
+#: How every collector consumer fetches (also bench/bench_collect.py's bare librdkafka loop). Records
+#: up to the 32 MB record limit must fit a partition's fetch. librdkafka stops fetching a partition
+#: for fetch.queue.backoff.ms whenever its local queue is over queued.max.messages.kbytes; at the
+#: default 1000 ms (with the default 64 MB queue: ~7,000 records of 100 instances, under a second of
+#: work) the consumer sat idle for part of every second and read 8k records/s where it reads 11-14k
+#: with 20 ms, and as fast with a 16 MB queue, which keeps the collector's memory flat
+#: (bench/results/collect.md).
+FETCH: dict[str, int] = {
+    "fetch.max.bytes": 64 << 20,
+    "max.partition.fetch.bytes": 16 << 20,
+    "fetch.queue.backoff.ms": 20,
+    "queued.max.messages.kbytes": 16 << 10,
+}
+
+
 def consumer_config(settings: Settings, group: str, *, stats: Statistics | None = None,
                     instance_id: str | None = None) -> dict[str, Any]:
     poll_ms = settings.max_poll_interval_ms
@@ -115,16 +130,8 @@ def consumer_config(settings: Settings, group: str, *, stats: Statistics | None 
         "max.poll.interval.ms": poll_ms,
         "session.timeout.ms": min(poll_ms, 10_000),
         "heartbeat.interval.ms": max(100, min(1000, min(poll_ms, 10_000) // 3)),
-        "fetch.max.bytes": 64 << 20,
-        "max.partition.fetch.bytes": 16 << 20,
+        **FETCH,
         "fetch.wait.max.ms": 100,
-        # librdkafka stops fetching a partition for this long whenever its local queue is over
-        # queued.max.messages.kbytes; at the default 1000 ms (with the default 64 MB queue: ~7,000
-        # records of 100 instances, under a second of work) the consumer sat idle for part of every
-        # second and read 8k records/s where it reads 11-14k with 20 ms, and as fast with a 16 MB
-        # queue, which keeps the collector's memory where it was (bench/results/collect.md)
-        "fetch.queue.backoff.ms": 20,
-        "queued.max.messages.kbytes": 16 << 10,
         "error_cb": _error_cb,
         "log_level": 0,
     }

@@ -75,6 +75,10 @@ def _clip_values(values: Sequence[Any]) -> list[Any]:
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
+def _as_is(values: Sequence[Any]) -> Sequence[Any]:
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class ClosedPartial:
     key: WindowKey
@@ -192,10 +196,10 @@ class OpenPartial:
         else:
             heapq.heapreplace(sample, item)
 
-    def _entry(self, record: LoggedRecord) -> dict[str, Any]:
-        return {"columns": {s.name: _clip_values(record.columns[s.name]) for s in self.specs if s.name in record.columns},
-                "outputs": {s.name: _clip_values(record.outputs[s.name]) for s in self.output_specs
-                            if s.name in record.outputs}}
+    def _entry(self, record: LoggedRecord, *, clip: bool = True) -> dict[str, Any]:
+        fix = _clip_values if clip else _as_is
+        return {"columns": {s.name: fix(record.columns[s.name]) for s in self.specs if s.name in record.columns},
+                "outputs": {s.name: fix(record.outputs[s.name]) for s in self.output_specs if s.name in record.outputs}}
 
     def flush(self) -> None:
         if self._scanned is not None and self._scanned.rows:
@@ -231,9 +235,7 @@ class OpenPartial:
             return None
         # a scanned record's values need no clipping: the fast path takes no category over 256 bytes
         # (so none over MAX_CATEGORY_CHARS characters), no bool and no nested value
-        cols, outs = full.columns, full.outputs
-        return {"columns": {s.name: cols[s.name] for s in self.specs if s.name in cols},  # type: ignore[index, operator]
-                "outputs": {s.name: outs[s.name] for s in self.output_specs if s.name in outs}}  # type: ignore[index, operator]
+        return self._entry(full, clip=False)
 
     def _row_name(self, i: int) -> str:
         """A pending row named by its record (the same whatever else is pending with it)."""

@@ -8,9 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules holding a ``slow`` test run first, each kept whole (its module fixtures are set up once):
-    under ``make test``'s parallel workers the long tests then start early instead of one of them
-    finishing alone at the end."""
+    """Modules holding a ``slow`` test run first, each module's tests kept together: under ``make test``'s
+    parallel workers the long tests then start early instead of one of them finishing alone at the end."""
     heavy = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in heavy)  # stable: the order within each group is kept
 

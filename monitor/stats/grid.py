@@ -198,7 +198,7 @@ def from_sorted_keys(k: np.ndarray, shift: int = 0, bins: int | None = None, *, 
     if _native_buckets is not None and counts is None and tags is None and k.dtype == np.int64:
         out = np.empty((6, n if bins is None else min(n, bins)), dtype=np.int64)
         shift, m = _native_buckets(np.ascontiguousarray(k), shift, 0 if bins is None else bins, out)
-        ids, cnt, lo, hi, nlo, nhi = out[:, :m].copy()  # rows of their own, not views of the (6, n) block
+        ids, cnt, lo, hi, nlo, nhi = out[:, :m].copy()  # a (6, m) copy: the buckets do not keep the (6, n) block
         return Buckets(shift, ids, cnt, lo, hi, nlo, nhi)
     return numpy_from_sorted_keys(k, shift, bins, counts=counts, tags=tags)
 
