@@ -162,6 +162,41 @@ def bare_confluent(bootstrap: str, total: int) -> float:
     return n / dt
 
 
+def bare_confluent_part(bootstrap: str, partitions: list[int], idle_s: float = 3.0) -> dict:
+    """One process's share of the bare librdkafka loop: read ``partitions`` from the start until nothing
+    arrives for ``idle_s``; the wall-clock times of its first and last record (the idle wait not counted)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from collectors.kafka import FETCH
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{time.time_ns()}", "enable.auto.commit": False,
+                  **FETCH, "log_level": 3})
+    c.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
+    n, first, last = 0, None, None
+    while last is None or time.time() - last < idle_s:
+        for m in c.consume(2000, 0.5):
+            if m.error() is None:
+                orjson.loads(m.value())
+                n += 1
+                last = time.time()
+                if first is None:
+                    first = last
+    c.close()
+    return {"records": n, "first": first, "last": last}
+
+
+def bare_confluent_processes(bootstrap: str, total: int, processes: int, partitions: int) -> float:
+    """The bare librdkafka loop in ``processes`` processes, each on its own share of the partitions: the rate
+    at which the broker delivers to that many readers (total records over first record to last record)."""
+    shares = [[p for p in range(partitions) if p % processes == i] for i in range(processes)]
+    procs = [subprocess.Popen([sys.executable, __file__, "--bare-reader", ",".join(map(str, share)),
+                               "--bootstrap", bootstrap], stdout=subprocess.PIPE, cwd=ROOT) for share in shares]
+    outs = [json.loads(p.communicate(timeout=900)[0].decode().strip().splitlines()[-1]) for p in procs]
+    n = sum(o["records"] for o in outs)
+    assert n == total, (n, total)
+    return n / (max(o["last"] for o in outs) - min(o["first"] for o in outs))
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -249,6 +284,9 @@ def throughput(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             results.setdefault("bare kafka-python read+decode", []).append(bare_kafka_python(broker.bootstrap_servers, total))
             results.setdefault("bare librdkafka read+decode", []).append(bare_confluent(broker.bootstrap_servers, total))
+            if len(counts) > 1:  # what the broker delivers to two readers: the ceiling of two collectors
+                results.setdefault("bare librdkafka read+decode, 2 processes", []).append(
+                    bare_confluent_processes(broker.bootstrap_servers, total, 2, args.partitions))
             for n in counts:
                 out = run_collectors(broker.bootstrap_servers, models_dir, windows, n)
                 assert out["rows"] == args.records * args.instances, out
@@ -273,6 +311,10 @@ def throughput(args: argparse.Namespace) -> None:
     if len(counts) > 1:
         one, two = (statistics.median(results[f"skewwatch collect x{n}"]) for n in counts[:2])
         print(f"\ntwo collectors / one: {two / one:.2f}x")
+        bare1, bare2 = (statistics.median(results[k]) for k in ("bare librdkafka read+decode",
+                                                               "bare librdkafka read+decode, 2 processes"))
+        print(f"two bare librdkafka loops / one: {bare2 / bare1:.2f}x (what the broker delivers to two readers "
+              f"on this machine: the ceiling of two collectors, {bare2 / one:.2f}x one collector)")
 
 
 def merge_latency(args: argparse.Namespace) -> None:
@@ -373,8 +415,12 @@ def main() -> None:
     ap.add_argument("--general-path", action="store_true",
                     help="also run one collector with the C fast path off (SKEWWATCH_NATIVE_SCAN=false)")
     ap.add_argument("--rss", action="store_true")
+    ap.add_argument("--bare-reader", help=argparse.SUPPRESS)  # internal: one process of the 2-process bare loop
+    ap.add_argument("--bootstrap", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.merge_only:
+    if args.bare_reader is not None:
+        print(json.dumps(bare_confluent_part(args.bootstrap, [int(p) for p in args.bare_reader.split(",")])))
+    elif args.merge_only:
         merge_latency(args)
     elif args.rss:
         memory(args)

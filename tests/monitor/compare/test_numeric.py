@@ -180,6 +180,63 @@ def test_ks_from_sketches_within_stated_error(large):
     assert r.p_value >= 0.97 * oracle.pvalue
 
 
+def _ks_on_the_union(r: NumericView, c: NumericView) -> tuple[float, float]:
+    """D and its location as the sorted union of every point evaluated gives them (the first point reaching
+    the largest gap): what ks computed before it evaluated the point sets apart."""
+    from monitor.compare.numeric import KS_EXACT_POINTS
+
+    br, bc = r.breakpoints, c.breakpoints
+    if br.shape[0] + bc.shape[0] <= KS_EXACT_POINTS:
+        points = np.union1d(br, bc)
+    else:
+        small, large = (r, c) if br.shape[0] <= bc.shape[0] else (c, r)
+        points = np.union1d(small.breakpoints, large.grid)
+    (le_r, lt_r), (le_c, lt_c) = r.cdf_both(points), c.cdf_both(points)
+    at_or_below, below = np.abs(le_r - le_c), np.abs(lt_r - lt_c)
+    i, j = int(np.argmax(at_or_below)), int(np.argmax(below))
+    return (float(at_or_below[i]), float(points[i])) if at_or_below[i] >= below[j] else (float(below[j]),
+                                                                                      float(points[j]))
+
+
+def test_ks_point_sets_apart_give_what_their_union_gives():
+    """D, its location and p as on the union of the points, for exact summaries, sketches, the grid fallback,
+    heavy ties and a reference view reused for many windows (its CDF at its own points kept)."""
+    rng = np.random.default_rng(5)
+    makers = [
+        lambda n: rng.normal(0.0, 1.0, n),
+        lambda n: rng.integers(0, 6, n).astype(np.float64),  # ties everywhere: argmax order matters
+        lambda n: np.round(rng.exponential(2.0, n), 1),
+        lambda n: np.concatenate([rng.normal(0.0, 1.0, n - n // 4), np.full(n // 4, 3.0)]),
+    ]
+    for make in makers:
+        for bins in (128, 4096, 65536):
+            ref = NumericStats(bins=bins)
+            ref.update(make(int(rng.integers(50, 30_000))))
+            ref_view = NumericView(ref)
+            for _ in range(4):
+                cur = NumericStats(bins=bins)
+                cur.update(make(int(rng.integers(1, 20_000))) + float(rng.choice([0.0, 0.0, 0.5])))
+                cur_view = NumericView(cur)
+                for r, c in ((ref_view, cur_view), (cur_view, ref_view)):
+                    d, location = _ks_on_the_union(r, c)
+                    got = ks(reference=r, current=c)
+                    assert (got.statistic, got.detail("location")) == (d, location)
+                    assert got == ks(reference=NumericView(r.stats), current=NumericView(c.stats))
+    for _ in range(400):  # tiny samples: the largest gap often reached at several points of both sets
+        a, b = rng.integers(0, 6, int(rng.integers(1, 7))), rng.integers(0, 6, int(rng.integers(1, 7)))
+        r, c = NumericView(num(a)), NumericView(num(b))
+        got = ks(reference=r, current=c)
+        assert (got.statistic, got.detail("location")) == _ks_on_the_union(r, c)
+        assert got.statistic == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+
+
+def test_ks_one_value_each_side_has_a_p_value():
+    # en = 1/2 rounds to 0, where kstwo is undefined: it raised "p_value is NaN" (found by the test above)
+    moved, same = ks(reference=num([1.0]), current=num([2.0])), ks(reference=num([1.0]), current=num([1.0]))
+    assert (moved.statistic, moved.p_value) == (1.0, pytest.approx(stats.kstwo.sf(1.0, 1)))
+    assert (same.statistic, same.p_value) == (0.0, 1.0)
+
+
 def test_ks_p_value_is_conservative_under_no_change():
     rng = np.random.default_rng(21)
     a, b = rng.normal(size=50_000), rng.normal(size=50_000)
