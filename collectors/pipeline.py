@@ -208,9 +208,15 @@ class WindowDecider:
                 outputs = _merge([p.outputs for p in partials])
                 entries = merge_samples([p.sample for p in partials], self.sample_records)
             findings = self._findings(key, end_ms, features, outputs)
-        except (StatisticsError, SchemaError, BundleError) as exc:
-            log.error("window %s %s %s could not be processed and is skipped: %s", key.model, key.model_version,
-                      format_instant(key.start_ms), exc)
+        except StoreError:
+            raise  # the store is away: decided again later (decide_or_retry)
+        except Exception as exc:  # noqa: BLE001 - one window's data must never stop the merge stage
+            if isinstance(exc, (StatisticsError, SchemaError, BundleError)):
+                log.error("window %s %s %s could not be processed and is skipped: %s", key.model, key.model_version,
+                          format_instant(key.start_ms), exc)
+            else:  # a defect of ours, met on this window's data: kept with its error, the stream goes on
+                log.exception("window %s %s %s could not be processed (unexpected %s) and is skipped", key.model,
+                              key.model_version, format_instant(key.start_ms), type(exc).__name__)
             window_id = self.store.record_failed_window(key, end_ms, counts, f"{type(exc).__name__}: {exc}",
                                                         partials=used)
             return Outcome(key, window_id, "failed" if window_id is not None else "already")
@@ -342,6 +348,9 @@ class WindowDecider:
             report = evaluate(reference=reference, current=current, model=key.model, config=self.config, mode=mode,
                               history=past, families=segments.families if segments is not None else 1,
                               views=self._views)
+            for failure in report.failures:
+                log.warning("window %s %s %s: %s %s %s not computed: %s", key.model, key.model_version,
+                            format_instant(key.start_ms), mode, failure.feature, failure.test, failure.error)
             raw = {(f.feature, f.test): f.verdict for f in report.decided}
             found.extend(FindingIn(f, family, ref_id, raw.get((f.feature, f.test), f.verdict)) for f in report.findings)
         return found

@@ -530,15 +530,19 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
     Pure: the caller passes the history.
     """
     resolve = _resolver(policy)
-    wanted = {_key(f) for f in findings if f.mode in FIXED_REFERENCE_MODES and TestName(f.test) in TREND_OF}
+    wanted = {_key(f): resolve(f.feature).trend.windows - 1 for f in findings
+              if f.mode in FIXED_REFERENCE_MODES and TestName(f.test) in TREND_OF}
     if not wanted:
         return ()  # drift mode, or no test with a trend: the history is not read
-    past: dict[tuple[str, str, str, str], list[float]] = {k: [] for k in wanted}
-    for window in history:  # some 30 windows of a hundred findings each: the key made inline
+    # (windows back, effect) of every earlier window where the base test was decided, within the last
+    # ``windows - 1`` windows of its feature's rule (of the 32 a caller keeps, 11 by default)
+    past: dict[tuple[str, str, str, str], list[tuple[int, float]]] = {k: [] for k in wanted}
+    span = min(len(history), max(wanted.values()))
+    for back, window in zip(range(span, 0, -1), history[len(history) - span:]):  # the key made inline
         for g in window:
             series = past.get((g.model, g.feature, g.test, g.mode))
             if series is not None and g.verdict != "insufficient_data":
-                series.append(g.effect)
+                series.append((back, g.effect))
     candidates: list[tuple[Finding, TestResult | None, Policy]] = []
     series_of: list[tuple[int, TestName, list[float], int]] = []  # (candidate, trend test, effects, n)
     for f in findings:
@@ -549,7 +553,7 @@ def trend_findings(findings: Sequence[Finding], history: Sequence[Sequence[Findi
             continue
         if trend_name not in pol.enabled:
             continue
-        series = past.get(_key(f), [])[-(pol.trend.windows - 1):]
+        series = [effect for back, effect in past.get(_key(f), ()) if back < pol.trend.windows]
         n = (n_current or {}).get((f.feature, f.test), 0)
         r = None
         if f.verdict == "insufficient_data":

@@ -48,7 +48,8 @@ class WindowReport:
 
     ``rows``/``reference_rows`` are the profiles' row counts; ``unmatched`` names features
     present in only one of the two profiles (not compared); ``failures`` lists tests that
-    raised a :class:`StatisticsError` (their feature's other tests still ran).
+    raised a :class:`StatisticsError` (or an arithmetic error: a numeric edge case no test should
+    reach), their feature's other tests still ran.
     """
 
     model: str
@@ -118,6 +119,8 @@ def evaluate(*, reference: "Profile", current: "Profile", model: str, config: Mo
                 results.append((spec.name, REGISTRY[name].function(reference=ref_view, current=cur_view)))
             except StatisticsError as exc:
                 failures.append(TestFailure(feature=spec.name, test=name.value, error=str(exc)))
+            except (ArithmeticError, ValueError) as exc:  # a numeric edge no test should reach: the others still run
+                failures.append(TestFailure(feature=spec.name, test=name.value, error=f"{type(exc).__name__}: {exc}"))
     base = decide(results, policy=policies.__getitem__, model=model, mode=mode, families=families)
     sizes = {(feature, r.test.value): min(r.n_reference, r.n_current) for feature, r in results}
     decided = base + trend_findings(base, history, policy=policies.__getitem__, n_current=sizes,

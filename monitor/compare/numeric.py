@@ -80,8 +80,38 @@ def _ratio(numerator: float, scale: float) -> float:
     return min(numerator / scale, MAX_EFFECT)
 
 
-def _trimmed(v: NumericView, alpha: float) -> tuple[float, float, int]:
-    """(alpha-trimmed mean, squared deviations of the winsorized sample / n, h = n - 2g).
+#: Magnitudes from 2**480 (about 3e144) on, or below 2**-480, are compared in units of a power of two:
+#: squares and sums of a thousand such values would leave the float range (inf, or 0).
+_SCALE_FROM = 480
+
+
+def _scale_exp(r: NumericView, c: NumericView) -> int:
+    """The power of two both summaries' values are divided by before moments are taken: 0 (none) for every
+    everyday feature; for values past 2**480 or all below 2**-480 (a client may send any finite number,
+    up to 1.8e308), the exponent of the largest magnitude of both, which brings it near 1. Every moment
+    test is scale-free (t, F, effects in baseline sd), so only its reported values are scaled back."""
+    big = max(abs(r.minimum), abs(r.maximum), abs(c.minimum), abs(c.maximum))
+    if big == 0.0:
+        return 0
+    exp = math.frexp(big)[1]
+    return exp if not -_SCALE_FROM < exp <= _SCALE_FROM else 0
+
+
+def _scaled(values: np.ndarray, exp: int) -> np.ndarray:
+    return values if exp == 0 else np.ldexp(values, -exp)
+
+
+def _unscaled(value: float, exp: int) -> float:
+    """``value * 2**exp``; +-inf past the float range (a reported value, not one computed with)."""
+    try:
+        return math.ldexp(value, exp)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _trimmed(v: NumericView, alpha: float, exp: int = 0) -> tuple[float, float, int]:
+    """(alpha-trimmed mean, squared deviations of the winsorized sample / n, h = n - 2g), of the values
+    divided by ``2**exp`` (see :func:`_scale_exp`).
 
     Read off the quantile function on the rank grid: the trimmed mean is the average of
     Q(u) over alpha <= u <= 1 - alpha, the winsorized sample clips Q to its values at the
@@ -89,13 +119,13 @@ def _trimmed(v: NumericView, alpha: float) -> tuple[float, float, int]:
     """
 
     def compute() -> tuple[float, float, int]:
-        grid = v.grid
+        grid = _scaled(v.grid, exp)
         core = grid[(GRID >= alpha) & (GRID <= 1.0 - alpha)]
         wins = np.clip(grid, core[0], core[-1])
         h = v.count - 2 * int(math.floor(alpha * v.count))
         return float(core.mean()), float(wins.var()), h
 
-    return v.memo(("trimmed", alpha), compute)
+    return v.memo(("trimmed", alpha, exp), compute)
 
 
 def mean_shift(*, reference: NumericInput, current: NumericInput, trim: float = DEFAULT_TRIM) -> TestResult:
@@ -113,30 +143,32 @@ def mean_shift(*, reference: NumericInput, current: NumericInput, trim: float = 
     r, c = numeric_view(reference), numeric_view(current)
     if r.count < 2 or c.count < 2:
         return _insufficient(TestName.MEAN_SHIFT, r, c, "fewer than 2 values")
+    exp = _scale_exp(r, c)
     if trim == 0.0:
-        m_r, m_c = r.mean, c.mean
-        d_r, d_c = r.variance / r.count, c.variance / c.count
+        m_r, m_c = math.ldexp(r.mean, -exp), math.ldexp(c.mean, -exp)
+        d_r, d_c = r.variance_at(exp) / r.count, c.variance_at(exp) / c.count
         h_r, h_c, alpha = r.count, c.count, 0.0
     else:
         alpha = _alpha(trim, r, c)
-        m_r, ss_r, h_r = _trimmed(r, alpha)
-        m_c, ss_c, h_c = _trimmed(c, alpha)
+        m_r, ss_r, h_r = _trimmed(r, alpha, exp)
+        m_c, ss_c, h_c = _trimmed(c, alpha, exp)
         d_r = ss_r * r.count / (h_r * (h_r - 1))
         d_c = ss_c * c.count / (h_c * (h_c - 1))
     diff = m_c - m_r
     se2 = d_r + d_c
     if se2 > 0.0:
         t = diff / math.sqrt(se2)
-        df = se2 * se2 / (d_r * d_r / (h_r - 1) + d_c * d_c / (h_c - 1))
-        p = float(2.0 * special.stdtr(df, -abs(t)))
+        spread = d_r * d_r / (h_r - 1) + d_c * d_c / (h_c - 1)
+        df = se2 * se2 / spread if spread > 0.0 else math.inf  # (squares of tiny d underflow: the normal limit)
+        p = float(2.0 * special.stdtr(df if df == df else math.inf, -abs(t)))
     else:  # both samples constant
         t = 0.0 if diff == 0.0 else math.copysign(MAX_EFFECT, diff)
         p = 1.0 if diff == 0.0 else 0.0
     note = "constant reference" if r.std == 0.0 and diff != 0.0 else None
     return TestResult(
-        test=TestName.MEAN_SHIFT, statistic=t, p_value=p, effect=_ratio(abs(diff), r.std),
+        test=TestName.MEAN_SHIFT, statistic=t, p_value=p, effect=_ratio(abs(diff), r.std_at(exp)),
         n_reference=r.count, n_current=c.count, note=note,
-        details=(("mean_reference", m_r), ("mean_current", m_c), ("trim", alpha)),
+        details=(("mean_reference", _unscaled(m_r, exp)), ("mean_current", _unscaled(m_c, exp)), ("trim", alpha)),
     )
 
 
@@ -153,12 +185,13 @@ def variance_ratio(*, reference: NumericInput, current: NumericInput, trim: floa
     r, c = numeric_view(reference), numeric_view(current)
     if r.count < 2 or c.count < 2:
         return _insufficient(TestName.VARIANCE_RATIO, r, c, "fewer than 2 values")
+    exp = _scale_exp(r, c)
     if trim == 0.0:
-        v_r, v_c, h_r, h_c = r.variance, c.variance, r.count, c.count
+        v_r, v_c, h_r, h_c = r.variance_at(exp), c.variance_at(exp), r.count, c.count
     else:
         alpha = _alpha(trim, r, c)
-        _, ss_r, h_r = _trimmed(r, alpha)
-        _, ss_c, h_c = _trimmed(c, alpha)
+        _, ss_r, h_r = _trimmed(r, alpha, exp)
+        _, ss_c, h_c = _trimmed(c, alpha, exp)
         v_r, v_c = ss_r * r.count / (r.count - 1), ss_c * c.count / (c.count - 1)
     if v_r == 0.0 and v_c == 0.0:
         return TestResult(test=TestName.VARIANCE_RATIO, statistic=1.0, p_value=1.0, effect=0.0,
@@ -168,13 +201,13 @@ def variance_ratio(*, reference: NumericInput, current: NumericInput, trim: floa
         return TestResult(test=TestName.VARIANCE_RATIO, statistic=f, p_value=0.0, effect=MAX_EFFECT,
                           n_reference=r.count, n_current=c.count,
                           note="constant reference" if v_r == 0.0 else "constant current")
-    f = v_c / v_r
+    f = v_c / v_r  # 0 or inf when the spreads are further apart than the float range: ln F still is not
     lower = float(special.fdtr(h_c - 1, h_r - 1, f))
     upper = float(special.fdtrc(h_c - 1, h_r - 1, f))
     return TestResult(
         test=TestName.VARIANCE_RATIO, statistic=f, p_value=min(1.0, 2.0 * min(lower, upper)),
-        effect=abs(math.log(f)), n_reference=r.count, n_current=c.count,
-        details=(("variance_reference", v_r), ("variance_current", v_c)),
+        effect=abs(math.log(v_c) - math.log(v_r)), n_reference=r.count, n_current=c.count,
+        details=(("variance_reference", _unscaled(v_r, 2 * exp)), ("variance_current", _unscaled(v_c, 2 * exp))),
     )
 
 
@@ -276,10 +309,11 @@ def wasserstein(*, reference: NumericInput, current: NumericInput, trim: float =
         return _insufficient(TestName.WASSERSTEIN, r, c, "empty window")
     alpha = _alpha(trim, r, c)
     keep = (GRID >= alpha) & (GRID <= 1.0 - alpha)
-    w1 = float(np.abs(c.grid[keep] - r.grid[keep]).mean())
+    exp = _scale_exp(r, c)  # (a difference of values past 9e307 is past the float range)
+    w1 = float(np.abs(_scaled(c.grid[keep], exp) - _scaled(r.grid[keep], exp)).mean())
     note = "constant reference" if r.std == 0.0 and w1 > 0.0 else None
     return TestResult(
-        test=TestName.WASSERSTEIN, statistic=w1, p_value=None, effect=_ratio(w1, r.std),
+        test=TestName.WASSERSTEIN, statistic=_unscaled(w1, exp), p_value=None, effect=_ratio(w1, r.std_at(exp)),
         n_reference=r.count, n_current=c.count, note=note, details=(("trim", alpha),),
     )
 

@@ -70,8 +70,12 @@ class NumericView:
         self.missing = int(stats.missing)
         self.nonfinite = int(getattr(stats, "nonfinite", 0))
         self.mean = _number(stats.mean, 0.0) if self.count else 0.0
-        self.variance = max(_number(stats.variance, 0.0), 0.0) if self.count >= 2 else 0.0
-        self.std = math.sqrt(self.variance)
+        # the exact variance may be beyond the float range (values past about 1e154): inf, not 0, and the
+        # standard deviation of the stats themselves (finite wherever it is); see variance_at
+        variance = float(stats.variance) if self.count >= 2 else 0.0
+        self.variance = max(variance, 0.0) if variance == variance else 0.0
+        std = float(getattr(stats, "std", math.sqrt(self.variance))) if self.count >= 2 else 0.0
+        self.std = std if std == std and std >= 0.0 else 0.0
         self.minimum = _number(stats.min, 0.0) if self.count else 0.0
         self.maximum = _number(stats.max, 0.0) if self.count else 0.0
         self.rank_error = max(_number(stats.rank_error, 0.0), 0.0) if self.count else 0.0
@@ -127,6 +131,21 @@ class NumericView:
         the grid.) Much cheaper than asking the sketch at many points.
         """
         return np.searchsorted(self.grid, points, side="right") / GRID_SIZE
+
+    def variance_at(self, exp: int) -> float:
+        """The variance of the values divided by ``2**exp`` (finite where :attr:`variance` overflows)."""
+        if exp == 0:
+            return self.variance
+        if self.count < 2:
+            return 0.0
+        scaled = getattr(self.stats, "variance_scaled", None)
+        v = float(scaled(exp)) if scaled is not None else math.ldexp(self.variance, -2 * exp)
+        return max(v, 0.0) if v == v else 0.0
+
+    def std_at(self, exp: int) -> float:
+        """The standard deviation of the values divided by ``2**exp``."""
+        return self.std if exp == 0 else math.ldexp(self.std, -exp) if math.isfinite(self.std) else \
+            math.sqrt(self.variance_at(exp))
 
     def memo(self, key: Any, compute: Any) -> Any:
         """``compute()`` once per key for this view (a snapshot, so the answer stays valid)."""

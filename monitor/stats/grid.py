@@ -318,8 +318,8 @@ def fit(b: Buckets, bins: int) -> Buckets:
 class Shape:
     """Float views of buckets for queries: ends, point masses and the mass strictly inside."""
 
-    __slots__ = ("lo", "hi", "nlo", "nhi", "mid", "before", "total", "at_lo", "full", "inv_width", "minimum",
-                 "maximum", "memo")
+    __slots__ = ("lo", "hi", "nlo", "nhi", "mid", "before", "total", "at_lo", "full", "inv_width", "odd", "width",
+                 "minimum", "maximum", "memo")
 
     def __init__(self, b: Buckets) -> None:
         self.lo = values_of(b.lo)
@@ -335,10 +335,28 @@ class Shape:
         self.full = self.before + cnt  # values <= its largest
         with np.errstate(over="ignore", divide="ignore"):
             width = self.hi - self.lo
-            self.inv_width = np.where(np.isfinite(width) & (width > 0), 1.0 / np.where(width > 0, width, 1.0), 0.0)
+            inv = 1.0 / np.where(width > 0, width, 1.0)
+            plain = np.isfinite(width) & (width > 0) & np.isfinite(inv)
+            self.inv_width = np.where(plain, inv, 0.0)
+        # the buckets whose share cannot be (t - lo) * (1 / width): between two subnormals, where 1 / width
+        # overflows (0 * inf is NaN); rare, so the common case keeps one multiplication. (No bucket is wider
+        # than the float range: a bucket never holds values of both signs.)
+        self.odd = (width > 0) & ~plain
+        self.width = width if self.odd.any() else None
         self.memo: dict = {}  # answers worth keeping (NumericStats.quantiles); the buckets never change
         self.minimum = float(self.lo[0]) if len(b) else float("nan")
         self.maximum = float(self.hi[-1]) if len(b) else float("nan")
+
+    def _share(self, t: np.ndarray, b: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Where ``t`` sits in bucket ``b`` (from ``lo``), 0 to 1. (Points of the other sign than a bucket
+        of values past 9e307 overflow ``t - lo``; they lie outside it, and the callers count them as outside.)"""
+        with np.errstate(over="ignore", invalid="ignore"):
+            frac = (t - lo) * self.inv_width[b]
+            if self.width is not None:
+                odd = self.odd[b]
+                if odd.any():
+                    frac = np.where(odd, (t - lo) / np.where(odd, self.width[b], 1.0), frac)
+        return np.clip(frac, 0.0, 1.0)
 
     def counts_le(self, t: np.ndarray, *, inclusive: bool) -> np.ndarray:
         """Estimated number of values ``<= t`` (inclusive) or ``< t``, for finite ``t``.
@@ -349,7 +367,7 @@ class Shape:
         none = b < 0
         b = np.maximum(b, 0)
         lo, hi = self.lo[b], self.hi[b]
-        frac = np.clip((t - lo) * self.inv_width[b], 0.0, 1.0)
+        frac = self._share(t, b, lo)
         inside = self.at_lo[b] + self.mid[b] * frac
         full = self.full[b]
         if inclusive:
@@ -365,7 +383,7 @@ class Shape:
         none = b < 0
         b = np.maximum(b, 0)
         lo, hi = self.lo[b], self.hi[b]
-        frac = np.clip((t - lo) * self.inv_width[b], 0.0, 1.0)
+        frac = self._share(t, b, lo)
         le = np.where(t >= hi, self.full[b], self.at_lo[b] + self.mid[b] * frac)
         atoms = np.where(t == lo, self.nlo[b], 0.0) + np.where((t == hi) & (lo != hi), self.nhi[b], 0.0)
         return np.where(none, 0.0, le), np.where(none, 0.0, le - atoms)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import numbers
 import struct
+import sys
 from typing import Any, Self
 
 import numpy as np
@@ -154,9 +155,33 @@ class NumericStats:
             return math.nan
         return _ratio(n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP)
 
+    def variance_scaled(self, exp: int) -> float:
+        """The sample variance of the values divided by ``2**exp``: ``variance / 4**exp``, correctly rounded
+        from the exact sums, so finite where the variance itself is beyond the float range (values past
+        about 1e154) or below it; NaN with fewer than two values."""
+        n = self._count
+        if n < 2:
+            return math.nan
+        num, den = n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP
+        return _ratio(num, den << (2 * exp)) if exp >= 0 else _ratio(num << (-2 * exp), den)
+
     @property
     def std(self) -> float:
-        return math.sqrt(self.variance)
+        """Sample standard deviation, finite and non-zero wherever it is (also when the variance is beyond
+        the float range or below it)."""
+        v = self.variance
+        if v != v or (_NORMAL <= v < math.inf):
+            return math.sqrt(v)
+        n = self._count
+        num, den = n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP
+        if num <= 0:
+            return 0.0
+        half = (num.bit_length() - den.bit_length()) // 2  # std = sqrt(num / den / 4**half) * 2**half
+        scaled = _ratio(num, den << (2 * half)) if half >= 0 else _ratio(num << (-2 * half), den)
+        try:
+            return math.ldexp(math.sqrt(scaled), half)
+        except OverflowError:
+            return math.inf
 
     @property
     def min(self) -> float:
@@ -383,9 +408,12 @@ def _magnitudes(keys: np.ndarray) -> tuple[float, float]:
     return amax, (min(near) if near else 0.0)
 
 
+_NORMAL = sys.float_info.min  # the smallest normal float: below it a square root loses bits
+
+
 def _ratio(num: int, den: int) -> float:
     """``num / den`` correctly rounded (Python's int true division), +-inf past the float range."""
     try:
         return num / den
-    except OverflowError:
-        return math.copysign(math.inf, num)
+    except OverflowError:  # (not copysign: it converts num to a float, which overflows too)
+        return math.inf if num > 0 else -math.inf

@@ -197,6 +197,33 @@ def test_a_window_that_cannot_be_processed_is_kept_with_its_error_and_skipped(tr
     assert later and all(w.status == "decided" for w in later)  # the rest goes on
 
 
+def test_a_window_meeting_a_defect_of_ours_is_kept_failed_with_its_error_and_the_stream_goes_on(
+        trained_models_dir, frame, tmp_path, monkeypatch, caplog):
+    """Defence in depth for errors no comparison should raise (an OverflowError and a ValueError did, on
+    values at the ends of the float range): the window is kept as failed with the error, logged with its
+    traceback, and the next windows are decided; the merge stage does not die on it again and again."""
+    import collectors.pipeline as pipeline
+
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    real, calls = pipeline.evaluate, []
+
+    def evaluate_failing_once(**kw):
+        calls.append(kw["mode"])
+        if len(calls) == 1:
+            raise ZeroDivisionError("float division by zero")  # stands for a defect met on one window's data
+        return real(**kw)
+
+    monkeypatch.setattr(pipeline, "evaluate", evaluate_failing_once)
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, MonitorConfig(), DAY)
+        run.feed(_records(frame, bundle.model_version, start=datetime(2012, 6, 1, tzinfo=timezone.utc), days=3))
+        run.finish()
+        windows = sorted(store.list_windows(limit=100), key=lambda w: w.start_ms)
+    assert [w.status for w in windows] == ["failed", "decided", "decided"]
+    assert windows[0].error == "ZeroDivisionError: float division by zero"
+    assert any(r.exc_info and "unexpected ZeroDivisionError" in r.getMessage() for r in caplog.records)
+
+
 def test_several_outputs_are_an_output_family_of_their_own_types(trained_models_dir, serving_rows, tmp_path):
     """A model answering a class label and its probability: the label is monitored categorically, the
     probability numerically; a shift of the label's mix alerts in the output family."""
@@ -411,3 +438,31 @@ def test_the_deciders_memory_of_earlier_windows_is_bounded(trained_models_dir, f
         assert len(store.list_windows(limit=100)) == 9
     assert len(run.decider._history) <= 3 and len(run.decider._series) == 1
     assert len(run.decider._decoded) <= pipeline.PROFILE_CACHE_WINDOWS
+
+
+@pytest.mark.parametrize("extreme", [1.7e308, 1e300, 1e-300])
+def test_windows_of_extreme_finite_values_are_decided_and_so_is_the_next_one(trained_models_dir, frame, tmp_path,
+                                                                             extreme):
+    """Values a client may send (finite JSON numbers at the ends of the float range) in one window: that window
+    and the next, which is compared with it, are decided. The variance of +-1.7e308 overflows a float: it
+    raised OverflowError in NumericStats, and math.log(0) in variance_ratio against it (ValueError), which no
+    part of the merge stage caught: it died, and died again on the same window after every restart."""
+    bundle = resolve_bundle(trained_models_dir, "bikeshare")
+    week = 7 * DAY
+    with Store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
+        run = InProcess(store, trained_models_dir, MonitorConfig(), week)
+        start = datetime(2012, 6, 4, tzinfo=timezone.utc)  # a Monday: 7-day windows from the epoch start Thursdays
+        n = [0]
+
+        def wild(row):  # every other row's temperature at the extremes, of both signs
+            n[0] += 1
+            return {**row, "temp": (extreme if n[0] % 4 == 0 else -extreme) if n[0] % 2 == 0 else row["temp"]}
+
+        records = _records(frame, bundle.model_version, start=start, days=14)
+        cut = len(records) // 2
+        run.feed([*[PredictionRecord(r.model_name, r.model_version, r.event_time, r.request_id,
+                                     tuple(wild(x) for x in r.instances), r.predictions) for r in records[:cut]],
+                  *records[cut:]])
+        run.finish()
+        windows = store.list_windows(limit=100)
+    assert len(windows) >= 2 and all(w.status == "decided" for w in windows), [(w.status, w.error) for w in windows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -321,6 +321,23 @@ def test_trend_gates_history_length_mode_and_redundancy():
     assert quiet.verdict == "ok"
     assert trend_findings((_base(0.11),), history, policy=Policy(trend=Trend(enabled=False))) == ()
     assert trend_findings((_base(0.11, test="psi"),), history, policy=Policy()) == ()  # no trend for psi
+
+
+def test_a_trend_counts_only_the_last_windows_not_the_last_computed_results():
+    # Trend: "over the last `windows` windows (this one included)": windows where the base test had too little
+    # data count as windows, and results older than them are not reached for (they were, to fill the series)
+    rising = [(_base(0.01 * i),) for i in range(15)]
+    thin = [(replace(_base(0.0), verdict="insufficient_data", min_samples=100),)] * 5
+    (f,) = trend_findings((_base(0.2),), rising + thin, policy=Policy())
+    assert (f.verdict, f.min_samples) == ("insufficient_data", 8) and "7 windows of history, needs 8" in f.message
+    (g,) = trend_findings((_base(0.2),), rising + thin[:3], policy=Policy())  # 8 computed of the last 12
+    assert g.verdict == "warning"
+    (h,) = trend_findings((_base(0.2),), rising + thin, policy=Policy(trend=Trend(windows=16)))
+    assert h.verdict == "warning"  # a longer rule reaches back further
+    # only the last windows - 1 earlier windows count, whatever the history holds
+    (k,) = trend_findings((_base(0.11),), [(_base(5.0),)] * 20 + [(_base(0.01 * i),) for i in range(11)],
+                          policy=Policy())
+    assert k == trend_findings((_base(0.11),), [(_base(0.01 * i),) for i in range(11)], policy=Policy())[0]
 
 
 def test_mann_kendall_and_sen_against_scipy():

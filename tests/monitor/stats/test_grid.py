@@ -65,6 +65,30 @@ def test_rank_error_bounds_the_cdf() -> None:
     assert 0 < err.max() <= grid.rank_error(b)
 
 
+@pytest.mark.parametrize("case", ["the ends of the float range", "subnormal widths", "both"])
+def test_the_cdf_inside_buckets_at_the_ends_of_the_float_range_is_a_number(case: str) -> None:
+    """A bucket between two subnormals has an infinite reciprocal width: 0 * inf gave NaN shares, and NaN PSI
+    and JSD. Buckets up to 1.7e308 stay finite (none holds values of both signs)."""
+    rng = np.random.default_rng(12)
+    parts = {"the ends of the float range": [rng.uniform(-1, 1, 20_000) * 1.7e308],
+             "subnormal widths": [rng.normal(0, 1e-310, 20_000)],
+             "both": [rng.uniform(-1, 1, 10_000) * 1.7e308, rng.normal(0, 1e-310, 10_000)]}[case]
+    x = np.concatenate(parts)
+    xs = np.sort(x)
+    for bins in (16, 128, 4096):
+        b = grid.from_values(x, 0, bins)
+        shape = grid.Shape(b)
+        t = np.concatenate([np.quantile(x, np.linspace(0, 1, 400)), shape.lo, shape.hi, shape.lo * 0.5 + shape.hi * 0.5])
+        le, lt = shape.counts_both(t)
+        for got in (le, lt, shape.counts_le(t, inclusive=True), shape.counts_le(t, inclusive=False)):
+            assert np.isfinite(got).all() and (got >= 0).all() and (got <= x.size).all()
+        np.testing.assert_array_equal(le, shape.counts_le(t, inclusive=True))
+        order = np.argsort(t, kind="stable")
+        assert (np.diff(le[order]) >= 0).all()  # a CDF
+        err = np.abs(le - np.searchsorted(xs, t, "right")) / x.size
+        assert err.max() <= grid.rank_error(b) + 1e-12
+
+
 def test_both_sided_counts_equal_the_two_one_sided_queries() -> None:
     rng = np.random.default_rng(6)
     x = np.concatenate([np.zeros(300), np.round(rng.normal(5, 2, 5000), 1), np.full(200, 9.0)])

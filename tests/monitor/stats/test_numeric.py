@@ -64,6 +64,35 @@ def test_moments_are_the_correctly_rounded_exact_values() -> None:
         assert s.sum == float(sum(exact))
 
 
+def test_moments_past_the_float_range_are_inf_or_scaled_never_an_error() -> None:
+    """A client may send any finite number: the variance of +-1e300 is 1e600 (inf as a float; it raised
+    OverflowError), the standard deviation 1e300 (finite, and given), the variance in units of 2**k
+    finite; below the range the same (subnormal spreads keep a non-zero sd). Oracle: Fraction."""
+    cases = [np.array([1e300, -1e300, 3e299]), np.array([1.7e308, -1.7e308, 1.0]), np.array([1.7e308, -1.7e308]),
+             np.array([1e-300, 3e-300, -2e-300]), np.array([5e-324, 1e-323, 0.0]), np.array([1e200, 1e200 * (1 + 2e-16)])]
+    for x in cases:
+        s = NumericStats()
+        s.update(x)
+        exact = [Fraction(v) for v in x.tolist()]
+        mean = sum(exact) / len(exact)
+        variance = sum((v - mean) ** 2 for v in exact) / (len(x) - 1)
+        try:
+            want = float(variance)
+        except OverflowError:
+            want = math.inf
+        assert s.variance == want and s.m2 == pytest.approx(want * (len(x) - 1), rel=1e-15)
+        for k in (-1100, -600, 0, 600, 1024):
+            try:
+                scaled = float(variance / Fraction(4) ** k)
+            except OverflowError:
+                scaled = math.inf
+            assert s.variance_scaled(k) == scaled
+        sd = math.sqrt(float(variance * Fraction(4) ** 600)) / 2.0 ** 600 if want < 1e-300 else \
+            math.sqrt(float(variance / Fraction(4) ** 600)) * 2.0 ** 600
+        assert s.std == pytest.approx(sd, rel=1e-15) and math.isfinite(s.std) == math.isfinite(sd)
+        repr(s)  # (it raised through std)
+
+
 def test_merged_parts_match_numpy() -> None:
     x = data("lognormal", 30_000)
     parts = [fed(p, 3) for p in np.array_split(x, 13)]
