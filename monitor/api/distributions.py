@@ -70,6 +70,21 @@ def _side(s: NumericStats, edges: np.ndarray, grid: np.ndarray) -> NumericSide:
     )
 
 
+_BIG = np.finfo(np.float64).max
+
+
+def _spaced(lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` evenly spaced points from ``lo`` to ``hi``, distinct and increasing, for any finite ends: a
+    weighted mean of the ends, where ``np.linspace`` steps by ``hi - lo`` (inf for ends past +-9e307, which
+    made NaN edges, and the histogram refuse them); fewer points where the range holds fewer floats."""
+    if math.isfinite(hi - lo):
+        points = np.unique(np.linspace(lo, hi, n))
+    else:
+        f = np.linspace(0.0, 1.0, n)
+        points = np.unique(np.clip(lo * (1.0 - f) + hi * f, lo, hi))
+    return points if points.shape[0] >= 2 else np.array([lo, np.nextafter(lo, np.inf)])
+
+
 def numeric_distribution(reference: NumericStats, window: NumericStats, *, bins: int = BINS) -> NumericDistribution:
     sides = [s for s in (reference, window) if s.count > 0]
     if not sides:
@@ -79,9 +94,9 @@ def numeric_distribution(reference: NumericStats, window: NumericStats, *, bins:
         hi = max(float(s.quantiles([0.995])[0]) for s in sides)
         if not hi > lo:  # constant data: one bin around the value
             pad = max(abs(lo) * 0.05, 0.5)
-            lo, hi = lo - pad, hi + pad
-        edges = np.linspace(lo, hi, bins + 1)
-    grid = np.linspace(edges[0], edges[-1], GRID)
+            lo, hi = max(lo - pad, -_BIG), min(hi + pad, _BIG)
+        edges = _spaced(lo, hi, bins + 1)
+    grid = _spaced(float(edges[0]), float(edges[-1]), GRID)
     return NumericDistribution(edges=[float(e) for e in edges], grid=[float(g) for g in grid],
                                reference=_side(reference, edges, grid), window=_side(window, edges, grid))
 

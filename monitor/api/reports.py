@@ -200,7 +200,12 @@ class ReportBuilder:
             rows = max((len(v) for v in parsed.get("columns", {}).values() if isinstance(v, list)), default=0)
             notes.append(f"Evidently compares the window's sample of {rows} rows with the bundle's training sample "
                          f"(features only; the {PREDICTION_SPEC.name} scores are skewwatch's).")
-            evidently = evidently_html(parsed, bundle, max_chars=self.max_chars)
+            try:
+                evidently = evidently_html(parsed, bundle, max_chars=self.max_chars)
+            except Exception as exc:  # noqa: BLE001 - a third-party report failing on a sample: the scores still show
+                log.warning("Evidently could not report window %d: %s: %s", window.id, type(exc).__name__, exc)
+                notes[-1] = (f"Evidently could not build its report on this window's sample "
+                             f"({type(exc).__name__}: {clip(str(exc), 200)}): skewwatch's scores only.")
         section = scores_section(window, findings, max_chars=self.max_chars, notes=notes)
         if evidently and "<body>" in evidently:
             return evidently.replace("<body>", "<body>" + section, 1)

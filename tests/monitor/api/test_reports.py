@@ -45,6 +45,42 @@ def test_without_a_sample_the_report_has_skewwatch_scores_only(api):
     assert client.get("/reports/999999").status_code == 404
 
 
+def test_a_window_of_values_at_the_ends_of_the_float_range_has_its_report_and_distribution(api):
+    """A client sent +-1.7e308 (finite JSON numbers): the distribution's edges stepped by inf (NaN edges, the
+    histogram refused them: 500) and Evidently failed on the sample (IndexError: 500). Now the distribution
+    is drawn and the report shows skewwatch's scores, saying why Evidently's part is missing if it is."""
+    import json
+
+    import numpy as np
+
+    from monitor.stats import Profile
+
+    client, store, info = api
+    src = info.window_ids[0]
+    features, outputs = (Profile.from_bytes(b) for b in store.load_profiles(src))
+    sample = json.loads(store.load_sample(src))
+    n = len(sample["columns"]["temp"])
+    sample["columns"]["temp"] = [(1.7e308, -1.7e308, 21.5)[i % 3] for i in range(n)]
+    wild = Profile.empty(features.specs)
+    wild.update_instances([{**{s.name: None for s in features.specs}, "temp": v}
+                           for v in sample["columns"]["temp"] * 20])
+    key = WindowKey("bikeshare", info.version, "", T0_MS + 60 * STEP_MS)
+    wid = store.decide_window(WindowDecision(key=key, end_ms=key.start_ms + STEP_MS, counts=WindowCounts(rows=n),
+                                             findings=[], features=wild.to_bytes(), outputs=outputs.to_bytes(),
+                                             sample=json.dumps(sample).encode(), sample_rows=n))
+    r = client.get(f"/reports/{wid}")
+    assert r.status_code == 200 and 'id="skewwatch-scores"' in r.text
+    assert "root_" in r.text or "Evidently could not build its report on this window" in r.text
+    d = client.get(f"/windows/{wid}/distribution", params={"feature": "temp"})
+    assert d.status_code == 200
+    num = d.json()["distribution"]
+    edges = np.array(num["edges"])
+    assert np.isfinite(edges).all() and (np.diff(edges) > 0).all() and edges[0] == -1.7e308
+    side = num["window"]
+    assert side["std"] is not None and side["std"] > 1e308 / 2  # finite: not the overflowed variance's root
+    assert sum(side["shares"]) + side["below"] + side["above"] == __import__("pytest").approx(1.0, abs=1e-6)
+
+
 def test_the_cache_keeps_the_newest_reports_only(populated, tmp_path, trained_models_dir):
     store, info = populated
     app = create_app(make_settings(tmp_path, trained_models_dir, report_cache_size=1), store)
