@@ -5,6 +5,8 @@ each other in the same run (interleaved rounds), on the same records:
 
 * bare kafka-python loop: ``KafkaConsumer.poll`` + ``orjson.loads`` of every message (the goal's yardstick);
 * bare librdkafka loop: ``confluent_kafka.Consumer.consume`` + ``orjson.loads`` (what the collector reads with);
+  with ``--processes 1,2`` also that loop in two processes, each on half the partitions: what the broker
+  delivers to two readers on this machine, the ceiling of two collectors;
 * the collector: ``skewwatch collect`` (both stages) as a child process, from its first consumed
   record to the last window stored (two sentinel records per partition close the last window by
   watermark, so the idle timeout is not counted); with ``--processes 2`` two collectors share the
