@@ -150,19 +150,22 @@ class NumericStats:
     @property
     def variance(self) -> float:
         """Sample variance (ddof=1); NaN with fewer than two values."""
-        n = self._count
-        if n < 2:
+        if self._count < 2:
             return math.nan
-        return _ratio(n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP)
+        return _ratio(*self._variance_terms())
+
+    def _variance_terms(self) -> tuple[int, int]:
+        """The sample variance as an exact ratio (numerator, denominator) of the sums' integers."""
+        n = self._count
+        return n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP
 
     def variance_scaled(self, exp: int) -> float:
         """The sample variance of the values divided by ``2**exp``: ``variance / 4**exp``, correctly rounded
         from the exact sums, so finite where the variance itself is beyond the float range (values past
         about 1e154) or below it; NaN with fewer than two values."""
-        n = self._count
-        if n < 2:
+        if self._count < 2:
             return math.nan
-        num, den = n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP
+        num, den = self._variance_terms()
         return _ratio(num, den << (2 * exp)) if exp >= 0 else _ratio(num << (-2 * exp), den)
 
     @property
@@ -172,14 +175,12 @@ class NumericStats:
         v = self.variance
         if v != v or (_NORMAL <= v < math.inf):
             return math.sqrt(v)
-        n = self._count
-        num, den = n * self._squares - self._sum * self._sum, (n * (n - 1)) << SQUARE_UNIT_EXP
+        num, den = self._variance_terms()
         if num <= 0:
             return 0.0
-        half = (num.bit_length() - den.bit_length()) // 2  # std = sqrt(num / den / 4**half) * 2**half
-        scaled = _ratio(num, den << (2 * half)) if half >= 0 else _ratio(num << (-2 * half), den)
+        half = (num.bit_length() - den.bit_length()) // 2  # std = sqrt(variance / 4**half) * 2**half
         try:
-            return math.ldexp(math.sqrt(scaled), half)
+            return math.ldexp(math.sqrt(self.variance_scaled(half)), half)
         except OverflowError:
             return math.inf
 
